@@ -1,0 +1,23 @@
+"""cnnvit: compare a CNN and a Vision Transformer on your own images, with measurements."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "compare", "evaluate_saved_model", "build_report"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy imports keep `cnnvit --help` fast
+    if name == "compare":
+        from .compare import compare
+
+        return compare
+    if name == "evaluate_saved_model":
+        from .compare import evaluate_saved_model
+
+        return evaluate_saved_model
+    if name == "build_report":
+        from .report import build_report
+
+        return build_report
+    raise AttributeError(name)

@@ -1,0 +1,209 @@
+"""Configuration: one frozen dataclass per stage, composed into `CompareConfig`.
+
+Every field carries its help text, so the CLI flags, `--config FILE` keys and the `config.json`
+written into each run come from one definition. Field names are unique across stages, which lets
+a config file be flat (the same keys as the flags) or grouped by stage (as `config.json` is).
+Unknown keys are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CnnvitError
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse's name
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images to use and how to split them."""
+
+    dataset: str = _opt(
+        "digits",
+        "'digits' (built in, offline), a Hugging Face hub dataset id, a folder with one "
+        "subfolder per class, or a folder holding MNIST-style IDX files",
+    )
+    image_column: str | None = _opt(None, "image column of a hub dataset (found if omitted)")
+    label_column: str | None = _opt(None, "label column of a hub dataset (found if omitted)")
+    validation_fraction: float = _opt(
+        0.1, "fraction of the training images held out for validation, when the dataset has none"
+    )
+    test_fraction: float = _opt(
+        0.2, "fraction of all images held out for testing, when the dataset has no test split"
+    )
+    max_train_samples: int | None = _opt(
+        None, "use at most this many training images (a stratified subset)"
+    )
+    max_eval_samples: int | None = _opt(
+        None, "use at most this many validation and test images each (a stratified subset)"
+    )
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """The two models compared."""
+
+    cnn: str = _opt("convnext-micro", "CNN: a preset name (see `cnnvit models`), hub id or folder")
+    vit: str = _opt("vit-micro", "ViT: a preset name (see `cnnvit models`), hub id or folder")
+    image_size: int = _opt(
+        32, "input size in pixels for presets (hub models use their own processor's size)"
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training recipe, applied identically to both models."""
+
+    epochs: int = _opt(30, "training epochs for each model")
+    batch_size: int = _opt(64, "training batch size")
+    lr: float = _opt(5e-4, "peak learning rate of AdamW (the same for both models)")
+    weight_decay: float = _opt(0.05, "AdamW weight decay")
+    warmup_fraction: float = _opt(0.1, "fraction of training steps spent warming up the lr")
+    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
+    grad_clip_norm: float = _opt(1.0, "clip the gradient norm to this (0: no clipping)")
+    augment: bool = _opt(
+        True, "random affine augmentation (small rotation, scale and shift) on batches"
+    )
+    hflip: bool = _opt(False, "also flip images left-right (off: it changes what digits mean)")
+    seed: int = _opt(0, "random seed for splits, initialisation and augmentation")
+    device: str = _opt("auto", "auto, cpu, cuda or mps")
+    precision: str = _opt("auto", "auto (bf16 where the hardware has it), bf16 or fp32")
+    attention: str = _opt(
+        "auto", "ViT attention: auto (fastest measured for the device), eager or sdpa"
+    )
+    compile: bool = _opt(False, "torch.compile both models (slow start, faster steps)")
+    eval_batch_size: int = _opt(512, "batch size for evaluation and inference timing")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything `cnnvit compare` needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: str | None = _opt(None, "run directory to create (default: runs/<time>-<cnn>-vs-<vit>)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict, as written to config.json."""
+        return dataclasses.asdict(self)
+
+
+STAGES: dict[str, type] = {"data": DataConfig, "models": ModelsConfig, "train": TrainConfig}
+
+
+def stage_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Map every flag name (field name) to its stage and dataclass field."""
+    table: dict[str, tuple[str, dataclasses.Field]] = {}
+    for stage, cls in STAGES.items():
+        for f in fields(cls):
+            table[f.name] = (stage, f)
+    for f in fields(CompareConfig):
+        if f.name not in STAGES:
+            table[f.name] = ("", f)
+    return table
+
+
+def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
+    """Check a config value against the field's type; ints are accepted for floats."""
+    if value is None:
+        return None
+    default = f.default
+    kind = type(default) if default is not None and default is not dataclasses.MISSING else None
+    if kind is None:
+        kind = int if "int" in str(f.type) else str
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise CnnvitError(f"config key '{name}' must be true or false, not {value!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CnnvitError(f"config key '{name}' must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def build_config(values: dict[str, Any]) -> CompareConfig:
+    """Build a `CompareConfig` from flat or stage-grouped values; unknown keys are errors."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in STAGES and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    table = stage_fields()
+    grouped: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
+    top: dict[str, Any] = {}
+    for key, value in flat.items():
+        name = key.replace("-", "_")
+        if name not in table:
+            known = ", ".join(sorted(table))
+            raise CnnvitError(f"unknown config key '{key}': known keys are {known}")
+        stage, f = table[name]
+        value = _coerce(name, value, f)
+        (grouped[stage] if stage else top)[name] = value
+    config = CompareConfig(
+        data=DataConfig(**grouped["data"]),
+        models=ModelsConfig(**grouped["models"]),
+        train=TrainConfig(**grouped["train"]),
+        **top,
+    )
+    validate(config)
+    return config
+
+
+def validate(config: CompareConfig) -> None:
+    """Reject settings that cannot work, with one line saying which and why."""
+    t, d, m = config.train, config.data, config.models
+    if t.epochs < 1:
+        raise CnnvitError(f"--epochs must be at least 1, not {t.epochs}")
+    if t.batch_size < 1 or t.eval_batch_size < 1:
+        raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
+    if not t.lr > 0:
+        raise CnnvitError(f"--lr must be positive, not {t.lr}")
+    if not 0 <= t.warmup_fraction < 1:
+        raise CnnvitError("--warmup-fraction must be in [0, 1)")
+    if not 0 <= t.label_smoothing < 1:
+        raise CnnvitError("--label-smoothing must be in [0, 1)")
+    if t.device not in ("auto", "cpu", "cuda", "mps"):
+        raise CnnvitError(f"--device must be auto, cpu, cuda or mps, not '{t.device}'")
+    if t.attention not in ("auto", "eager", "sdpa"):
+        raise CnnvitError(f"--attention must be auto, eager or sdpa, not '{t.attention}'")
+    if t.grad_clip_norm < 0:
+        raise CnnvitError("--grad-clip-norm must be 0 (off) or positive")
+    if t.precision not in ("auto", "bf16", "fp32"):
+        raise CnnvitError(f"--precision must be auto, bf16 or fp32, not '{t.precision}'")
+    if not 0 < d.validation_fraction < 1 or not 0 < d.test_fraction < 1:
+        raise CnnvitError("--validation-fraction and --test-fraction must be between 0 and 1")
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(d, name)
+        if value is not None and value < 1:
+            raise CnnvitError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    if m.image_size < 8:
+        raise CnnvitError(f"--image-size must be at least 8 pixels, not {m.image_size}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (keys as the flags, or grouped by stage)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CnnvitError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0]
+        raise CnnvitError(f"config file {path} is not valid YAML/JSON: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CnnvitError(f"config file {path} must hold a mapping of keys to values")
+    data = {k: v for k, v in data.items() if k != "resolved"}  # config.json's extra section
+    return data
