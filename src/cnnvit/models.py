@@ -1,0 +1,301 @@
+"""Models: built-in presets (transformers configs, trained from scratch) and hub/local models.
+
+Every model is a transformers image-classification model, so `save_pretrained`, image processors
+and `output_attentions` work the same for all of them. A preset is a transformers config in a
+small table keyed by a short name; any other name is a local folder or a hub id, loaded with
+`AutoModelForImageClassification.from_pretrained` and its head resized to the dataset's labels.
+
+Presets come in CNN/ViT pairs of similar parameter count, both built for small images: the ViT
+cuts 4x4-pixel patches (64 tokens at 32 px) and the ConvNeXt uses a 2x2 patchify stem, so neither
+throws away most of a 32-px input the way an ImageNet stem (stride 4 before the first block)
+would. Both presets of a size use the same image processor, so both see identical pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    ConvNextConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    ViTConfig,
+)
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+from .errors import CnnvitError
+from .hub import looks_like_repo_id, require_hub
+
+FAMILIES = ("cnn", "vit")
+# Pixel statistics of the preset processors: inputs scaled to [-1, 1], as the original ViT.
+PRESET_MEAN = (0.5, 0.5, 0.5)
+PRESET_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A from-scratch model: a family, a transformers config builder and its pixel granularity."""
+
+    name: str
+    family: str
+    size: str  # the pair it belongs to: nano, micro, mini
+    stride: int  # the image size must be a multiple of this (patch or stem stride)
+    description: str
+    build_config: Callable[[int], PretrainedConfig]
+
+
+def _vit(hidden: int, layers: int, heads: int, patch: int = 4) -> Callable[[int], ViTConfig]:
+    def build(image_size: int) -> ViTConfig:
+        return ViTConfig(
+            image_size=image_size,
+            patch_size=patch,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * hidden,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-6,
+        )
+
+    return build
+
+
+def _convnext(
+    widths: list[int], depths: list[int], stem: int = 2
+) -> Callable[[int], ConvNextConfig]:
+    def build(image_size: int) -> ConvNextConfig:
+        return ConvNextConfig(
+            image_size=image_size,
+            patch_size=stem,
+            num_stages=len(widths),
+            hidden_sizes=widths,
+            depths=depths,
+        )
+
+    return build
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("convnext-nano", "cnn", "nano", 4,
+               "ConvNeXt, widths 32-64-128, depths 2-2-2, 2x2 stem",
+               _convnext([32, 64, 128], [2, 2, 2])),
+        Preset("vit-nano", "vit", "nano", 4,
+               "ViT, width 96, 4 layers, 2 heads, 4x4 patches", _vit(96, 4, 2)),
+        Preset("convnext-micro", "cnn", "micro", 8,
+               "ConvNeXt, widths 64-128-256, depths 3-3-4, 2x2 stem",
+               _convnext([64, 128, 256], [3, 3, 4])),
+        Preset("vit-micro", "vit", "micro", 4,
+               "ViT, width 192, 6 layers, 3 heads, 4x4 patches", _vit(192, 6, 3)),
+        Preset("convnext-mini", "cnn", "mini", 8,
+               "ConvNeXt, widths 96-192-384, depths 3-3-4, 2x2 stem",
+               _convnext([96, 192, 384], [3, 3, 4])),
+        Preset("vit-mini", "vit", "mini", 4,
+               "ViT, width 256, 8 layers, 4 heads, 4x4 patches", _vit(256, 8, 4)),
+    ]
+}  # fmt: skip
+
+
+@dataclass
+class BuiltModel:
+    """A ready-to-train model with its image processor and where it came from."""
+
+    model: PreTrainedModel
+    processor: Any
+    name: str
+    family: str
+    source: str  # preset | hub | local
+    pretrained: bool
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "pretrained": self.pretrained,
+            "params": count_params(self.model),
+        }
+
+
+def preset_processor(image_size: int) -> ViTImageProcessorPil:
+    """The processor saved with every preset: a plain resize to a square, then [-1, 1]."""
+    return ViTImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        image_mean=list(PRESET_MEAN),
+        image_std=list(PRESET_STD),
+    )
+
+
+def label_maps(class_names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
+    id2label = dict(enumerate(class_names))
+    return id2label, {name: i for i, name in id2label.items()}
+
+
+def build_model(
+    spec: str,
+    family: str,
+    class_names: list[str],
+    image_size: int,
+    attention: str = "sdpa",
+    seed: int = 0,
+) -> BuiltModel:
+    """A preset (from scratch), a local folder or a hub id, with a head for `class_names`."""
+    id2label, label2id = label_maps(class_names)
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        if preset.family != family:
+            other = "--vit" if preset.family == "vit" else "--cnn"
+            raise CnnvitError(f"'{spec}' is a {preset.family.upper()} preset: pass it as {other}")
+        if image_size % preset.stride:
+            raise CnnvitError(
+                f"--image-size {image_size} does not suit preset '{spec}': "
+                f"use a multiple of {preset.stride}"
+            )
+        config = preset.build_config(image_size)
+        config.num_labels = len(class_names)
+        config.id2label, config.label2id = id2label, label2id
+        torch.manual_seed(seed)  # the same seed gives the same initial weights
+        kwargs = {"attn_implementation": attention} if family == "vit" else {}
+        model = AutoModelForImageClassification.from_config(config, **kwargs)
+        return BuiltModel(model, preset_processor(image_size), spec, family, "preset", False)
+
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise CnnvitError(
+                f"{spec} is not a saved model folder (no config.json): "
+                "save one with save_pretrained"
+            )
+        source = "local"
+    elif spec.startswith((".", "/", "~")) or not looks_like_repo_id(spec):
+        raise CnnvitError(
+            f"unknown model '{spec}': use a preset (see `cnnvit models`), "
+            "a hub model id or a model folder"
+        )
+    else:
+        require_hub("model", spec, "use a preset (see `cnnvit models`) or a local model folder")
+        source = "hub"
+    torch.manual_seed(seed)  # the resized head's initialisation
+    model = _from_pretrained(spec, family, id2label, label2id, attention)
+    processor = _processor(spec, model)
+    return BuiltModel(model, processor, spec, family, source, True)
+
+
+def _from_pretrained(
+    spec: str, family: str, id2label: dict[int, str], label2id: dict[str, int], attention: str
+) -> PreTrainedModel:
+    kwargs: dict[str, Any] = {
+        "num_labels": len(id2label),
+        "id2label": id2label,
+        "label2id": label2id,
+        "ignore_mismatched_sizes": True,  # replace the head when the label count differs
+    }
+    try:
+        try:
+            return AutoModelForImageClassification.from_pretrained(
+                spec, attn_implementation=attention, **kwargs
+            )
+        except ValueError as err:
+            if "attn_implementation" not in str(err) and "attention" not in str(err).lower():
+                raise
+            return AutoModelForImageClassification.from_pretrained(spec, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CnnvitError(f"cannot load model '{spec}' as an image classifier: {first}") from None
+
+
+def _processor(spec: str, model: PreTrainedModel) -> Any:
+    """The model's own image processor; a plain resize at the config's size if it has none."""
+    try:
+        return AutoImageProcessor.from_pretrained(spec)
+    except (OSError, ValueError, KeyError):
+        size = getattr(model.config, "image_size", 224)
+        size = size if isinstance(size, int) else int(size[0])
+        return preset_processor(size)
+
+
+def processor_image_size(processor: Any) -> int:
+    """The side length, in pixels, of the images a processor produces."""
+
+    def side(size: Any) -> int | None:
+        if isinstance(size, int):
+            return size
+        for key in ("height", "shortest_edge", "width"):
+            value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+            if value:
+                return int(value)
+        return None
+
+    crop = getattr(processor, "crop_size", None)
+    if getattr(processor, "do_center_crop", False) and crop is not None and side(crop):
+        return side(crop)  # type: ignore[return-value]
+    size = getattr(processor, "size", None)
+    return (side(size) if size is not None else None) or 224
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: torch.nn.Module, image_size: int, train_step: bool = False) -> int:
+    """FLOPs per image (torch.utils.flop_counter): a forward pass, or forward+backward.
+
+    Counts matrix multiplications and convolutions (2 FLOPs per multiply-add), which is what
+    dominates and what peak-FLOP/s figures measure; elementwise ops are not counted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    # The counter has no formula for the CPU's fused attention kernel and would skip it;
+    # eager attention does the same arithmetic in countable matrix products.
+    attention = getattr(model.config, "_attn_implementation", None)
+    if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    model.train(train_step)
+    batch = 2 if train_step else 1  # batch norm layers in training need more than one image
+    x = torch.zeros(batch, 3, image_size, image_size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        if train_step:
+            model(pixel_values=x).logits.float().sum().backward()
+        else:
+            with torch.no_grad():
+                model(pixel_values=x)
+    if train_step:
+        model.zero_grad(set_to_none=True)
+    if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(attention)
+    model.train(was_training)
+    return int(counter.get_total_flops() // batch)
+
+
+def describe_presets() -> list[dict[str, Any]]:
+    """Every preset with its parameter count and forward FLOPs per image at 32 px."""
+    rows = []
+    for preset in PRESETS.values():
+        built = build_model(preset.name, preset.family, ["x"] * 10, 32, attention="eager")
+        rows.append({
+            "name": preset.name,
+            "family": preset.family,
+            "pair": preset.size,
+            "params": count_params(built.model),
+            "flops_per_image": count_flops(built.model, 32),
+            "image_size": 32,
+            "description": preset.description,
+        })  # fmt: skip
+    return rows
+
+
+def default_pair_for(size: str) -> tuple[str, str]:
+    """The (cnn, vit) preset names of one size."""
+    cnn = next(p.name for p in PRESETS.values() if p.size == size and p.family == "cnn")
+    vit = next(p.name for p in PRESETS.values() if p.size == size and p.family == "vit")
+    return cnn, vit
