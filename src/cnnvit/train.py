@@ -1,0 +1,209 @@
+"""Training: one recipe for both models, written as an explicit loop on `accelerate`.
+
+The recipe: AdamW (no weight decay on biases, norms, position embeddings and the class token),
+linear warm-up then cosine decay, label smoothing, gradient clipping, batch-level augmentation
+(preprocess.py). Images stay resident on the device as uint8 and are indexed per step, so there
+is no DataLoader and no per-image work. `Accelerator` places the model and runs mixed precision
+(bf16 autocast on CPUs with bf16 support and on CUDA); multi-device training later shards the
+index permutation per process and otherwise keeps this loop.
+
+Each epoch records train loss/accuracy (measured on the augmented training batches), validation
+loss/accuracy and training seconds (validation excluded). The epoch with the best validation
+accuracy is the one kept.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from .config import TrainConfig
+from .errors import CnnvitError
+from .evaluate import predict
+from .measure import PeakMemory, synchronize
+from .preprocess import AugmentConfig, BatchPreprocessor
+
+
+def cpu_has_bf16() -> bool:
+    """True if oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_device(requested: str) -> torch.device:
+    """auto: CUDA, then Apple MPS, then CPU. An explicit device must exist."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if requested == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        raise CnnvitError(f"--device {requested} is not available here: use --device auto or cpu")
+    return torch.device(requested)
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """bf16 where the hardware runs it natively, else fp32 (auto); bf16 on request elsewhere."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return "fp32"
+
+
+def resolve_attention(requested: str, device: torch.device, precision: str) -> str:
+    """The fastest attention measured for the device: on CPUs in bf16, eager beat SDPA by 25%
+    (BENCHMARKS.md); SDPA's fused kernels win on CUDA and in fp32."""
+    if requested != "auto":
+        return requested
+    return "eager" if device.type == "cpu" and precision == "bf16" else "sdpa"
+
+
+def make_accelerator(device: torch.device, precision: str) -> Accelerator:
+    """An Accelerator for this run. Its state is process-wide, so a run asking for another
+    precision than an earlier run in the same process resets it first."""
+    mixed = "bf16" if precision == "bf16" else "no"
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices and kernels only: biases, norm scales and embeddings-as-tokens keep theirs."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim < 2 or "position_embeddings" in name or "cls_token" in name
+        (no_decay if exempt else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+@dataclass
+class TrainResult:
+    """What training produced: the per-epoch history and the best model, ready to evaluate."""
+
+    model: torch.nn.Module  # prepared by accelerate, best epoch's weights loaded
+    history: list[dict[str, float]]
+    best_epoch: int
+    train_seconds: float
+    train_images_per_second: float  # median over epochs, the first (warm-up) excluded
+    peak_memory_mb: float
+
+
+def train_model(
+    model: torch.nn.Module,
+    preprocess: BatchPreprocessor,
+    train: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+    accelerator: Accelerator,
+    name: str = "model",
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train `model` with the shared recipe and return its best epoch by validation accuracy."""
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
+    device = accelerator.device
+    train_x, train_y = train[0].to(device), train[1].to(device)
+    count = len(train_y)
+    steps_per_epoch = math.ceil(count / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, round(total_steps * config.warmup_fraction), total_steps
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if config.compile:
+        model = torch.compile(model)
+    augment = AugmentConfig(hflip=config.hflip) if config.augment else None
+    generator = torch.Generator().manual_seed(config.seed)
+
+    history: list[dict[str, float]] = []
+    best_accuracy, best_epoch, best_state = -1.0, 0, None
+    bar = tqdm(total=total_steps, desc=name, unit="step", leave=False, file=sys.stderr)
+    with PeakMemory(device) as memory:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = torch.randperm(count, generator=generator).to(device)
+            # Sums stay on the device: reading them every step would stall a GPU.
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            synchronize(device)
+            start = time.perf_counter()
+            for step in range(steps_per_epoch):
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                x = preprocess(train_x[index], augment, generator)
+                y = train_y[index]
+                logits = model(pixel_values=x).logits.float()
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                accelerator.backward(loss)
+                if config.grad_clip_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():  # plain cross-entropy, comparable with validation loss
+                    loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                    correct += (logits.argmax(1) == y).sum()
+                bar.update(1)
+            synchronize(device)
+            seconds = time.perf_counter() - start
+            val_logits, val_loss = predict(model, preprocess, *validation, config.eval_batch_size)
+            val_accuracy = float((val_logits.argmax(1) == validation[1]).float().mean())
+            row = {
+                "epoch": epoch,
+                "train_loss": float(loss_sum) / count,
+                "train_accuracy": float(correct) / count,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "seconds": seconds,
+                "lr": scheduler.get_last_lr()[0],
+            }
+            history.append(row)
+            if val_accuracy > best_accuracy:
+                best_accuracy, best_epoch = val_accuracy, epoch
+                best_state = {
+                    k: v.detach().clone()
+                    for k, v in _unwrap(accelerator, model).state_dict().items()
+                }
+            bar.set_postfix(val_acc=f"{val_accuracy:.3f}")
+            log(
+                f"[{name}] epoch {epoch}/{config.epochs}  train loss {row['train_loss']:.3f} "
+                f"acc {row['train_accuracy']:.3f} | val loss {val_loss:.3f} acc {val_accuracy:.3f}"
+                f" | {seconds:.1f} s"
+            )
+    bar.close()
+    assert best_state is not None
+    _unwrap(accelerator, model).load_state_dict(best_state)
+    epoch_seconds = [row["seconds"] for row in history]
+    timed = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        train_seconds=sum(epoch_seconds),
+        train_images_per_second=count / statistics.median(timed),
+        peak_memory_mb=memory.peak_mb,
+    )
+
+
+def _unwrap(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model under accelerate's and torch.compile's wrappers (same parameters)."""
+    return accelerator.unwrap_model(model, keep_fp32_wrapper=True)
