@@ -1,0 +1,204 @@
+"""The command line: parses arguments and calls the Python API, nothing more.
+
+Flags of `cnnvit compare` are generated from the config dataclasses (config.py), so `--help`,
+`--config FILE` keys and config.json always agree. Precedence: defaults < config file < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from .config import STAGES, CompareConfig, DataConfig, build_config, load_config_file
+from .errors import CnnvitError
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) -> None:
+    """One flag per config field, default left unset so that only given flags override."""
+    for stage in stages:
+        cls = STAGES[stage] if stage in STAGES else CompareConfig
+        group = parser.add_argument_group(f"{stage} options")
+        for f in dataclasses.fields(cls):
+            if stage not in STAGES and f.name in STAGES:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+            if isinstance(f.default, bool):
+                group.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+            else:
+                kind = (
+                    type(f.default)
+                    if f.default is not None
+                    else (int if "int" in str(f.type) else str)
+                )
+                group.add_argument(flag, type=kind, default=argparse.SUPPRESS,
+                                   metavar=f.name.upper(), help=help_text)  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnvit",
+        description="Compare a CNN and a Vision Transformer on your images, with measurements.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    compare = commands.add_parser(
+        "compare", help="train a CNN and a ViT with one recipe, evaluate both, write a report",
+        description="Train a CNN and a ViT with one recipe on one dataset, evaluate both on the "
+        "same test split, and write a run directory with metrics, models and a report.",
+    )  # fmt: skip
+    compare.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML or JSON file with the same keys as these flags (flags win)",
+    )
+    _add_config_flags(compare, ["data", "models", "train", "run"])
+
+    commands.add_parser("models", help="list the built-in presets with parameters and FLOPs")
+
+    report = commands.add_parser("report", help="rebuild the report of a finished run")
+    report.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory made by `cnnvit compare`"
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a saved model on a dataset's test split",
+        description="Evaluate a saved model (a run's cnn/ or vit/ folder, or any folder saved "
+        "with save_pretrained) on the test split that `cnnvit compare` would use.",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "model_dir", metavar="MODEL_DIR", help="folder with config.json and weights"
+    )
+    _add_config_flags(evaluate, ["data"])
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="split seed, as in compare (default: 0)"
+    )
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (progress bars, torchvision fallbacks) out of the user's terminal."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import datasets  # its own switch works even when it was imported before us
+
+    datasets.disable_progress_bars()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+
+    def one_line(message: Any, category: Any, *_: Any, **__: Any) -> None:
+        print(f"cnnvit: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    config = build_config({**_flatten(values), **flags})
+    run_dir = compare(config)
+    print(f"Report: {run_dir / 'report.html'}  (also report.md, metrics.json in {run_dir})")
+    return 0
+
+
+def _flatten(values: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in STAGES and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def _cmd_models(_: argparse.Namespace) -> int:
+    from .models import describe_presets
+
+    rows = describe_presets()
+    print(f"{'preset':<16}{'family':<8}{'params':>10}{'MFLOPs/img':>12}  description (at 32 px)")
+    for row in rows:
+        print(f"{row['name']:<16}{row['family']:<8}{row['params'] / 1e6:>9.2f}M"
+              f"{row['flops_per_image'] / 1e6:>12.0f}  {row['description']}")  # fmt: skip
+    print("\npairs (use as --cnn/--vit):")
+    for size in dict.fromkeys(row["pair"] for row in rows):
+        cnn = next(r for r in rows if r["pair"] == size and r["family"] == "cnn")
+        vit = next(r for r in rows if r["pair"] == size and r["family"] == "vit")
+        apart = abs(vit["params"] - cnn["params"]) / max(vit["params"], cnn["params"])
+        flops_ratio = vit["flops_per_image"] / cnn["flops_per_image"]
+        print(f"  {size:<6} {cnn['name']} + {vit['name']}: parameter counts {apart:.0%} apart; "
+              f"the ViT does {flops_ratio:.1f}x the CNN's FLOPs per image")  # fmt: skip
+    print(
+        "\nAny other name is a Hugging Face hub model id"
+        " or a local folder saved with save_pretrained."
+    )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    print(f"Report: {build_report(args.run_dir)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .compare import evaluate_saved_model
+    from .runs import write_json
+
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    data = DataConfig(**{k: v for k, v in vars(args).items() if k in data_fields})
+    result = evaluate_saved_model(args.model_dir, data, seed=args.seed, device=args.device)
+    test = result["test"]
+    print(
+        f"{result['model']} on {result['dataset']} test split "
+        f"({sum(c['support'] for c in test['per_class'])} images):"
+    )
+    print(f"  accuracy {test['accuracy']:.4f}  top-5 {test['top5_accuracy']:.4f}  "
+          f"macro F1 {test['macro_f1']:.4f}  loss {test['loss']:.4f}")  # fmt: skip
+    if args.json:
+        from pathlib import Path
+
+        path = Path(args.json)
+        if path.exists():
+            raise CnnvitError(f"{path} already exists: choose another --json file")
+        write_json(path, result)
+        print(f"  metrics written to {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cnnvit` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    _quiet_libraries()
+    handlers = {"compare": _cmd_compare, "models": _cmd_models, "report": _cmd_report,
+                "evaluate": _cmd_evaluate}  # fmt: skip
+    try:
+        return handlers[args.command](args)
+    except CnnvitError as err:
+        print(f"cnnvit: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cnnvit: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        hint = "lower --batch-size, --image-size or --max-train-samples"
+        print(f"cnnvit: error: out of memory: {hint}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Run directories: created fresh (never overwritten), written atomically, read back by name.
+
+A run directory holds config.json, metrics.json, one saved model per side (cnn/, vit/),
+figures/, report.md and report.html. Everything in it can be rebuilt into a report later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import CnnvitError
+
+DEFAULT_RUNS_ROOT = Path("runs")
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe short form of a model name or hub id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.rstrip("/").split("/")[-1])[:40]
+
+
+def create_run_dir(output: str | None, cnn: str, vit: str) -> Path:
+    """Make a new, empty run directory; an existing path is an error, never reused."""
+    if output is not None:
+        path = Path(output).expanduser()
+        if path.exists():
+            raise CnnvitError(
+                f"output directory {path} already exists: choose another --output or remove it"
+            )
+        try:
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise CnnvitError(f"cannot create output directory {path}: {err.strerror}") from None
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = DEFAULT_RUNS_ROOT / f"{stamp}-{_slug(cnn)}-vs-{_slug(vit)}"
+    for attempt in range(1, 1000):
+        path = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)  # atomic: two runs never share a name
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise CnnvitError(f"cannot create run directory {path}: {err.strerror}") from None
+    raise CnnvitError(f"too many runs named {base.name}*: remove some from {DEFAULT_RUNS_ROOT}")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so that readers see the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CnnvitError(f"{path} not found: is {path.parent} a finished cnnvit run?") from None
+    except json.JSONDecodeError as err:
+        raise CnnvitError(
+            f"{path} is not valid JSON ({err.msg}): the run may be incomplete"
+        ) from None
