@@ -1,0 +1,234 @@
+"""Tests of the report: built from a fake but realistic run directory, no training involved."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from cnnvit.errors import CnnvitError
+from cnnvit.report import build_report
+
+CLASSES = ["cat", "dog", "bird"]
+FIGURES = ("learning_curves", "confusion_matrices", "per_class_f1", "accuracy_vs_cost")
+
+
+def _model(name: str, family: str, accuracy: float, lr: float, per_class_test: int) -> dict:
+    """One model's metrics block with `accuracy` on a test set of 3 x per_class_test images."""
+    n = len(CLASSES)
+    correct = round(accuracy * n * per_class_test)
+    matrix = [[0] * n for _ in range(n)]
+    for i in range(n):  # spread the correct answers over the classes, errors go to the next class
+        right = correct // n + (1 if i < correct % n else 0)
+        matrix[i][i] = right
+        matrix[i][(i + 1) % n] = per_class_test - right
+    history = []
+    for epoch in range(1, 5):
+        # the ViT starts lower and climbs faster, as small ViTs from scratch tend to
+        val = accuracy * ((0.6 + 0.1 * epoch) if family == "vit" else (0.85 + 0.04 * epoch))
+        loss = (1.0 if family == "vit" else 0.8) / epoch
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss,
+                "train_accuracy": val + 0.02,
+                "val_loss": loss + 0.1,
+                "val_accuracy": val,
+                "seconds": 2.0,
+                "lr": lr,
+            }
+        )
+    f1 = [0.95, 0.85, 0.75] if family == "vit" else [0.95, 0.95, 0.95]
+    per_class = [
+        {"class": c, "precision": 0.9, "recall": 0.9, "f1": f1[i], "support": per_class_test}
+        for i, c in enumerate(CLASSES)
+    ]
+    return {
+        "name": name, "family": family, "source": "preset", "pretrained": False,
+        "params": 1_200_000 if family == "cnn" else 1_500_000,
+        "flops_per_image": 40_000_000 if family == "cnn" else 90_000_000,
+        "history": history, "best_epoch": 4,
+        "training": {"lr": lr, "epochs": 4, "batch_size": 64, "precision": "bf16",
+                     "memory_format": "channels_last" if family == "cnn" else "contiguous",
+                     "attention": "sdpa" if family == "vit" else None, "compiled": False,
+                     "device": "cuda"},
+        "test": {"accuracy": correct / (n * per_class_test), "top5_accuracy": 1.0,
+                 "macro_f1": accuracy - 0.01, "loss": 0.4, "per_class": per_class,
+                 "confusion_matrix": matrix},
+        "efficiency": {"train_seconds": 30.0 if family == "cnn" else 45.0,
+                       "train_images_per_second": 2000.0 if family == "cnn" else 1300.0,
+                       "inference_images_per_second": 9000.0 if family == "cnn" else 6000.0,
+                       "latency_ms_batch1": 2.0 if family == "cnn" else 3.1,
+                       "peak_memory_mb": 800.0},
+    }  # fmt: skip
+
+
+def make_run(tmp_path: Path, cnn_acc: float = 0.90, vit_acc: float = 0.93, p: float = 0.21,
+             vit_lr: float = 5e-4, name: str = "run") -> Path:  # fmt: skip
+    """A run directory holding metrics.json and config.json, with 100 test images per class."""
+    run = tmp_path / name
+    run.mkdir()
+    models = {"cnn": _model("convnext-micro", "cnn", cnn_acc, 5e-4, 100),
+              "vit": _model("vit-micro", "vit", vit_acc, vit_lr, 100)}  # fmt: skip
+    size = 300
+    delta = round((vit_acc - cnn_acc) * size)  # only_vit - only_cnn, in images
+    only_cnn, only_vit = 6 + max(0, -delta), 6 + max(0, delta)
+    metrics = {
+        "dataset": {"name": "pets", "num_classes": 3, "class_names": CLASSES,
+                    "splits": {"train": 2400, "validation": 300, "test": size},
+                    "class_counts": {}, "unreadable_images": {}},
+        "models": models,
+        "comparison": {"test_size": size, "both_correct": round(cnn_acc * size) - only_cnn,
+                       "only_cnn_correct": only_cnn, "only_vit_correct": only_vit,
+                       "both_wrong": size - round(cnn_acc * size) - only_vit,
+                       "mcnemar_p_value": p,
+                       "accuracy_difference_points": 100 * (vit_acc - cnn_acc)},
+        "environment": {"device": "cuda (NVIDIA H100)", "threads": 16, "torch": "2.9.0",
+                        "transformers": "5.0.0", "cnnvit": "0.1.0", "git_commit": "abc1234",
+                        "python": "3.11.2", "platform": "Linux", "cpu": "x86_64",
+                        "timestamp": "2025-01-01T00:00:00+00:00"},
+    }  # fmt: skip
+    config = {
+        "data": {"dataset": "pets", "image_column": None, "label_column": None,
+                 "validation_fraction": 0.1, "test_fraction": 0.2, "max_train_samples": None,
+                 "max_eval_samples": None},
+        "models": {"cnn": "convnext-micro", "vit": "vit-micro", "image_size": 32},
+        "train": {"epochs": 4, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05,
+                  "warmup_fraction": 0.1, "label_smoothing": 0.1, "augment": True, "hflip": False,
+                  "seed": 0, "device": "auto", "precision": "auto", "compile": False,
+                  "eval_batch_size": 512, "attention": "auto"},
+        "output": str(run),
+    }  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def _reflection(run: Path) -> str:
+    text = (run / "report.md").read_text()
+    return text[text.index("## Reflection") : text.index("## Environment")]
+
+
+@pytest.fixture(scope="module")
+def vit_wins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ViT ahead by 3.0 points, p = 0.21 (not significant), same lr for both."""
+    run = make_run(tmp_path_factory.mktemp("report"))
+    assert build_report(run) == run / "report.html"
+    return run
+
+
+def test_figures_are_real_pngs(vit_wins: Path) -> None:
+    for name in FIGURES:
+        data = (vit_wins / "figures" / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        width, height = struct.unpack(">II", data[16:24])
+        assert width > 300 and height > 200 and len(data) > 10_000, name
+
+
+def test_files_written_atomically_no_temp_left(vit_wins: Path) -> None:
+    leftovers = [p.name for p in vit_wins.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_html_is_self_contained(vit_wins: Path) -> None:
+    page = (vit_wins / "report.html").read_text()
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]*)"', page)
+    assert len(sources) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(href|src)="(?!data:)', page)  # no link to any other file
+    assert "<style>" in page and "<table>" in page
+
+
+def test_markdown_references_figures(vit_wins: Path) -> None:
+    text = (vit_wins / "report.md").read_text()
+    assert text.startswith("# CNN vs ViT on pets")
+    for name in FIGURES:
+        assert f"](figures/{name}.png)" in text
+
+
+def test_winner_and_margin(vit_wins: Path) -> None:
+    reflection = _reflection(vit_wins)
+    sentence = next(s for s in reflection.split(". ") if "won on test accuracy" in s)
+    assert "vit-micro" in sentence and "3.0 points" in sentence
+    assert sentence.index("vit-micro") < sentence.index("won")  # the ViT is the subject
+    assert "convnext-micro) won" not in reflection
+
+
+def test_not_significant_says_so(vit_wins: Path) -> None:
+    reflection = _reflection(vit_wins)
+    assert "too small to mean anything" in reflection
+    assert "p = 0.210" in reflection
+    assert "does not measure seed-to-seed variation" in reflection
+    page = (vit_wins / "report.html").read_text()
+    assert "too small to mean anything" in page  # html carries the same text
+
+
+def test_same_lr_stated(vit_wins: Path) -> None:
+    text = (vit_wins / "report.md").read_text()
+    assert "Both models used the same learning rate (0.0005) and the same recipe." in text
+
+
+def test_ratio_column(vit_wins: Path) -> None:
+    text = (vit_wins / "report.md").read_text()
+    assert "ratio (ViT/CNN)" in text
+    assert "| FLOPs / image | 40.00 M | 90.00 M | 2.25× |" in text
+
+
+def test_significant_does_not_say_too_small(tmp_path: Path) -> None:
+    run = make_run(tmp_path, cnn_acc=0.95, vit_acc=0.85, p=0.001)
+    build_report(run)
+    reflection = _reflection(run)
+    assert "too small to mean anything" not in (run / "report.md").read_text()
+    sentence = next(s for s in reflection.split(". ") if "won on test accuracy" in s)
+    assert "convnext-micro" in sentence and "10.0 points" in sentence
+    assert "does not measure seed-to-seed variation" in reflection
+    assert "CNNs are strong on small data: **consistent with**" in reflection
+
+
+def test_per_family_learning_rates(tmp_path: Path) -> None:
+    run = make_run(tmp_path, vit_lr=1e-3)
+    build_report(run)
+    text = (run / "report.md").read_text()
+    sentence = next(line for line in text.splitlines() if "per-family learning rates" in line)
+    assert "0.0005 for the CNN" in sentence and "0.001 for the ViT" in sentence
+    assert "same learning rate" not in text
+
+
+def test_missing_metrics_raises(tmp_path: Path) -> None:
+    with pytest.raises(CnnvitError, match="no metrics.json"):
+        build_report(tmp_path)
+    with pytest.raises(CnnvitError, match="does not exist"):
+        build_report(tmp_path / "nowhere")
+
+
+def test_unreadable_metrics_raises(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text("{not json")
+    with pytest.raises(CnnvitError, match="cannot read"):
+        build_report(tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"dataset": {}}))
+    with pytest.raises(CnnvitError, match="'models'"):
+        build_report(tmp_path)
+
+
+def test_pretrained_large_data_and_missing_values(tmp_path: Path) -> None:
+    """A pretrained hub ViT on 50k images, no config.json, some measurements null."""
+    run = make_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["dataset"]["splits"]["train"] = 50_000
+    vit = metrics["models"]["vit"]
+    vit.update(name="google/vit-base-patch16-224", source="hub", pretrained=True, params=86_000_000)
+    vit["efficiency"]["peak_memory_mb"] = None
+    del metrics["comparison"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "config.json").unlink()
+    build_report(run)
+    text = (run / "report.md").read_text()
+    assert "| peak memory MB | 800 | n/a | n/a |" in text
+    assert "whether it is meaningful is unknown" in text
+    assert "CNNs are strong on small data: **not tested by this run**" in text
+    assert "ViTs are data-hungry: **not tested by this run**: the ViT was pretrained" in text
+    assert "ViTs are more expensive: **not tested by this run**" in text  # 71.67x the params
+    assert "(google/vit-base-patch16-224) started from pretrained weights" in text
