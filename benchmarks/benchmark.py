@@ -1,0 +1,334 @@
+"""Benchmark: cnnvit's fast training path against the plain Hugging Face Trainer recipe.
+
+    .venv/bin/python benchmarks/benchmark.py --dataset ../shared/data/fashion_mnist \
+        --max-train-samples 10000 --max-eval-samples 2000 --pairs micro,mini \
+        --epochs 2 --repeats 3 --out benchmarks/results
+
+Both sides train the same architecture from the same initial weights on the same splits with the
+same hyperparameters; see peer_hf_trainer.py for the peer and README.md for what is compared.
+
+Every measurement runs in a fresh worker process (this script with `--worker`), so the two
+implementations never share accelerate's process-wide state, allocator or memory peak. Repeats
+are interleaved (peer and cnnvit alternate which goes first) so slow drifts in the machine hit
+both sides alike. The matmul peaks used for model FLOP utilisation are measured once, in their own
+worker. Output: `<out>/benchmark.json` (every raw repeat, medians, environment) and
+`<out>/benchmark.md` (the table); existing files are never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnvit.config import DataConfig, TrainConfig
+from cnnvit.data import PreparedData, prepare_data
+from cnnvit.evaluate import predict
+from cnnvit.measure import PeakMemory, environment, matmul_peak_flops, synchronize
+from cnnvit.models import PRESETS, build_model, count_flops, default_pair_for
+from cnnvit.preprocess import BatchPreprocessor
+from cnnvit.train import (
+    make_accelerator,
+    resolve_attention,
+    resolve_device,
+    resolve_precision,
+    train_model,
+)
+
+SIDES = ("peer", "cnnvit")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="digits", help="as `cnnvit compare --dataset`")
+    parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument("--pairs", default="micro", help="comma-separated preset pair sizes")
+    parser.add_argument("--models", choices=("cnn", "vit", "both"), default="both")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch threads per worker"
+    )
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
+    # Internal: one measurement in this process, written as JSON to --result.
+    parser.add_argument("--worker", choices=("peak", *SIDES), help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = {p.size for p in PRESETS.values()}
+    for size in args.pairs.split(","):
+        if size not in sizes:
+            parser.error(f"--pairs: unknown size '{size}' (known: {', '.join(sorted(sizes))})")
+    if args.epochs < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error("--epochs, --repeats and --threads must be at least 1")
+    return args
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The one recipe both sides use; fields not set here keep TrainConfig's defaults."""
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+
+
+def load_data(args: argparse.Namespace) -> PreparedData:
+    config = DataConfig(
+        dataset=args.dataset,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+    )
+    return prepare_data(config, args.seed)
+
+
+def family_of(spec: str) -> str:
+    return PRESETS[spec].family
+
+
+# --- workers: each runs in its own process ------------------------------------------------
+
+
+def worker_peak() -> dict[str, Any]:
+    """Measured matmul FLOP/s: fp32 (the peer) and bf16 when cnnvit trains in bf16 here."""
+    device = resolve_device("auto")
+    peaks = {"fp32": matmul_peak_flops(device, torch.float32)}
+    if resolve_precision("auto", device) == "bf16":
+        peaks["bf16"] = matmul_peak_flops(device, torch.bfloat16)
+    return {"device": str(device), "matmul_peak_flops": peaks}
+
+
+def worker_peer(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
+    """The HF docs' Trainer recipe (peer_hf_trainer.py), fp32 and SDPA as transformers defaults."""
+    import peer_hf_trainer  # next to this script, so on sys.path when run as a script
+
+    family = family_of(args.model)
+    built = build_model(args.model, family, data.class_names, args.image_size, "sdpa", args.seed)
+    flops = flop_counts(built.model, args.image_size)
+    result = peer_hf_trainer.train_and_evaluate(data, built, train_config(args))
+    return {**flops, **result}
+
+
+def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
+    """cnnvit's fast path, set up as compare.py's `_train_and_evaluate` does."""
+    config = train_config(args)
+    device = resolve_device("auto")
+    precision = resolve_precision("auto", device)
+    attention = resolve_attention("auto", device, precision)
+    accelerator = make_accelerator(device, precision)
+    family = family_of(args.model)
+    built = build_model(args.model, family, data.class_names, args.image_size, attention, args.seed)
+    channels_last = family == "cnn" and device.type != "mps"
+    model = built.model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    preprocess = BatchPreprocessor(built.processor, device, channels_last=channels_last)
+    flops = flop_counts(model, args.image_size)
+
+    start = time.perf_counter()  # decoding once to uint8 tensors: reported, not train time
+    train = data.tensors("train", built.processor)
+    validation = data.tensors("validation", built.processor)
+    test_images, test_labels = data.tensors("test", built.processor)
+    prepare_seconds = time.perf_counter() - start
+
+    with PeakMemory(device) as memory:
+        result = train_model(
+            model, preprocess, train, validation, config, accelerator, name=args.model, log=say
+        )
+    synchronize(device)
+    start = time.perf_counter()
+    logits, _ = predict(result.model, preprocess, test_images, test_labels, config.eval_batch_size)
+    synchronize(device)
+    eval_seconds = time.perf_counter() - start
+    images = len(train[1])
+    return {
+        **flops,
+        "device": str(device),
+        "precision": precision,
+        "memory_format": "channels_last" if channels_last else "contiguous",
+        "attention": attention if family == "vit" else None,
+        "prepare_seconds": prepare_seconds,
+        "train_images": images,
+        "train_seconds": result.train_seconds,
+        "train_images_per_second": images * config.epochs / result.train_seconds,
+        "eval_images": len(test_labels),
+        "eval_batch_size": config.eval_batch_size,
+        "eval_seconds": eval_seconds,
+        "eval_images_per_second": len(test_labels) / eval_seconds,
+        "test_accuracy": float((logits.argmax(1) == test_labels).float().mean()),
+        "peak_memory_mb": memory.peak_mb,
+    }
+
+
+def flop_counts(model: torch.nn.Module, image_size: int) -> dict[str, Any]:
+    """FLOPs per image of one training step (forward+backward) and of a forward pass."""
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_flops_per_image": count_flops(model, image_size, train_step=True),
+        "forward_flops_per_image": count_flops(model, image_size, train_step=False),
+    }
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    if args.worker == "peak":
+        out = worker_peak()
+    else:
+        data = load_data(args)
+        out = (worker_peer if args.worker == "peer" else worker_cnnvit)(args, data)
+    out["threads"] = torch.get_num_threads()
+    Path(args.result).write_text(json.dumps(out, indent=2))
+
+
+# --- driver -------------------------------------------------------------------------------
+
+
+def spawn(args: argparse.Namespace, worker: str, model: str | None, folder: Path) -> dict:
+    """Run one worker process with the shared options; its JSON result."""
+    result = folder / f"{worker}-{model or 'all'}-{len(list(folder.iterdir()))}.json"
+    cmd = [sys.executable, __file__, "--worker", worker, "--result", str(result)]
+    cmd += ["--model", model] if model else []
+    for flag in ("dataset", "max_train_samples", "max_eval_samples", "image_size",
+                 "batch_size", "lr", "epochs", "seed", "threads"):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            cmd += [f"--{flag.replace('_', '-')}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    subprocess.run(cmd, check=True, env=env)
+    return json.loads(result.read_text())
+
+
+def summarise(runs: list[dict], peaks: dict[str, float]) -> dict[str, Any]:
+    """Medians over repeats of every number, per side, then cnnvit/peer ratios and MFU.
+
+    MFU = train FLOPs/image x train images/s / the matmul peak of the dtype that side trains in.
+    FLOPs/image is the larger of the two sides' counts: torch's FLOP counter does not count the
+    CPU SDPA kernel, so an SDPA model looks cheaper than the same model with eager attention.
+    """
+    flops = max(run["train_flops_per_image"] for run in runs)
+    for run in runs:
+        run["achieved_flops"] = flops * run["train_images_per_second"]
+        run["mfu"] = run["achieved_flops"] / peaks["bf16" if run["precision"] == "bf16" else "fp32"]
+    sides: dict[str, dict[str, Any]] = {}
+    for side in SIDES:
+        mine = [run for run in runs if run["side"] == side]
+        keys = [k for k, v in mine[0].items() if isinstance(v, int | float) and k != "repeat"]
+        sides[side] = {k: statistics.median(run[k] for run in mine) for k in keys}
+        sides[side].update({k: mine[0][k] for k in ("precision", "memory_format", "attention")})
+    peer, ours = sides["peer"], sides["cnnvit"]
+    return {
+        **sides,
+        "params": ours["params"],
+        "train_flops_per_image": flops,
+        "forward_flops_per_image": max(p["forward_flops_per_image"] for p in (peer, ours)),
+        "train_speedup": ours["train_images_per_second"] / peer["train_images_per_second"],
+        "eval_speedup": ours["eval_images_per_second"] / peer["eval_images_per_second"],
+        "accuracy_difference_points": 100 * (ours["test_accuracy"] - peer["test_accuracy"]),
+    }
+
+
+def markdown(summary: dict[str, dict], peaks: dict[str, float]) -> str:
+    """The results table, one row per model, with the matmul peaks above it."""
+    lines = [
+        f"Measured matmul peak, {dtype}: {flops / 1e9:.1f} GFLOP/s"
+        for dtype, flops in peaks.items()
+    ]
+    head = ["model", "params", "train FLOPs/img", "peer train img/s", "cnnvit train img/s", "ratio",
+            "peer eval img/s", "cnnvit eval img/s", "ratio", "peer test acc", "cnnvit test acc",
+            "peer MFU", "cnnvit MFU", "peak MB peer/cnnvit"]  # fmt: skip
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in summary.items():
+        p, c = s["peer"], s["cnnvit"]
+        # fmt: off
+        cells = [name, f"{s['params'] / 1e6:.2f} M", f"{s['train_flops_per_image'] / 1e6:.1f} M",
+                 f"{p['train_images_per_second']:.0f}", f"{c['train_images_per_second']:.0f}",
+                 f"{s['train_speedup']:.2f}x", f"{p['eval_images_per_second']:.0f}",
+                 f"{c['eval_images_per_second']:.0f}", f"{s['eval_speedup']:.2f}x",
+                 f"{p['test_accuracy']:.4f}", f"{c['test_accuracy']:.4f}", f"{p['mfu']:.1%}",
+                 f"{c['mfu']:.1%}", f"{p['peak_memory_mb']:.0f} / {c['peak_memory_mb']:.0f}"]
+        # fmt: on
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def output_paths(out: Path) -> tuple[Path, Path]:
+    """benchmark.json/.md in `out`, or timestamped names if either exists already."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "benchmark"
+    if (out / f"{stem}.json").exists() or (out / f"{stem}.md").exists():
+        stem = f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}"
+        while (out / f"{stem}.json").exists() or (out / f"{stem}.md").exists():
+            stem += "-1"
+    return out / f"{stem}.json", out / f"{stem}.md"
+
+
+def run_driver(args: argparse.Namespace, argv: list[str]) -> None:
+    torch.set_num_threads(args.threads)
+    json_path, md_path = output_paths(Path(args.out))
+    families = ("cnn", "vit") if args.models == "both" else (args.models,)
+    models = [  # (cnn, vit) names of each pair, filtered by --models
+        spec
+        for size in args.pairs.split(",")
+        for spec, family in zip(default_pair_for(size), ("cnn", "vit"), strict=True)
+        if family in families
+    ]
+    runs: dict[str, list[dict]] = {model: [] for model in models}
+    with tempfile.TemporaryDirectory(prefix="cnnvit-bench-") as tmp:
+        folder = Path(tmp)
+        peaks = spawn(args, "peak", None, folder)["matmul_peak_flops"]
+        for repeat in range(args.repeats):
+            order = SIDES if repeat % 2 == 0 else SIDES[::-1]  # alternate who goes first
+            for model in models:
+                for side in order:
+                    say(f"== repeat {repeat + 1}/{args.repeats}: {model}, {side}")
+                    result = spawn(args, side, model, folder)
+                    runs[model].append({"side": side, "repeat": repeat, **result})
+    summary = {model: summarise(model_runs, peaks) for model, model_runs in runs.items()}
+    env = environment(resolve_device("auto"))
+    import accelerate
+    import datasets
+
+    env.update(cores=os.cpu_count(), accelerate=accelerate.__version__)
+    env["datasets"] = datasets.__version__
+    config = train_config(args)
+    report = {
+        "command": " ".join([Path(sys.executable).name, *argv]),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "model", "result")},
+        "recipe": {**config.__dict__, "peer_eval_batch_size": config.batch_size},
+        "environment": env,
+        "matmul_peak_flops": peaks,
+        "summary": summary,
+        "runs": runs,
+    }
+    json_path.write_text(json.dumps(report, indent=2))
+    table = markdown(summary, peaks)
+    md_path.write_text(table)
+    print(table)
+    print(f"results: {json_path} and {md_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args)
+    else:
+        run_driver(args, [sys.argv[0], *argv])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Tests of the benchmark: one tiny end-to-end run of the driver, and the peer's augmentation."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnvit.preprocess import AugmentConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import benchmark  # noqa: E402 - found through the path added above
+import peer_hf_trainer  # noqa: E402
+
+
+class _HighEnd(random.Random):
+    """A generator whose every uniform draw is the top of its range: a known transform."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def _dot_image() -> Image.Image:
+    """An 8x8 RGB image, black with one white pixel at row 2, column 3."""
+    pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+    pixels[2, 3] = 255
+    return Image.fromarray(pixels)
+
+
+def test_peer_augmentation_zero_ranges_is_identity() -> None:
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    still = AugmentConfig(max_rotation_degrees=0, max_translate_fraction=0, scale_range=(1, 1))
+    out = peer_hf_trainer.augment_image(image, random.Random(0), still)
+    assert np.array_equal(np.asarray(out), np.asarray(image))
+
+
+def test_peer_augmentation_shift_moves_content() -> None:
+    shift = AugmentConfig(max_rotation_degrees=0, max_translate_fraction=0.25, scale_range=(1, 1))
+    out = np.asarray(peer_hf_trainer.augment_image(_dot_image(), _HighEnd(), shift))
+    # A quarter of 8 px is 2 px right and 2 px down, with zero fill behind.
+    assert out[4, 5].tolist() == [255, 255, 255]
+    assert out.sum() == 3 * 255
+    # The default config (random draws) changes images too: it cannot silently do nothing.
+    rng, base = random.Random(0), np.asarray(_dot_image())
+    for _ in range(10):
+        out = np.asarray(peer_hf_trainer.augment_image(_dot_image(), rng, AugmentConfig()))
+        assert not np.array_equal(out, base)
+
+
+def test_output_paths_never_overwrite(tmp_path: Path) -> None:
+    first_json, first_md = benchmark.output_paths(tmp_path)
+    assert (first_json.name, first_md.name) == ("benchmark.json", "benchmark.md")
+    first_json.write_text("{}")
+    second_json, second_md = benchmark.output_paths(tmp_path)
+    assert second_json != first_json and not second_json.exists()
+    assert second_md.stem == second_json.stem
+
+
+def test_benchmark_end_to_end_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    # One thread: the test stays fast and steady on a small, shared machine.
+    flags = "--dataset digits --pairs nano --epochs 1 --repeats 1 --max-train-samples 200"
+    flags += " --max-eval-samples 100 --image-size 16 --threads 1"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), *flags.split()]
+    cmd += ["--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "benchmark.json").read_text())
+    models = ["convnext-nano", "vit-nano"]
+    assert sorted(report["summary"]) == models
+    for model in models:
+        summary = report["summary"][model]
+        for side in ("peer", "cnnvit"):
+            figures = summary[side]
+            assert figures["train_images_per_second"] > 0
+            assert figures["eval_images_per_second"] > 0
+            assert 0 <= figures["test_accuracy"] <= 1
+            assert 0 < figures["mfu"] < 1.5
+        assert len(report["runs"][model]) == 2  # one repeat, two sides
+    table = (out / "benchmark.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "nano" in line]
+    assert [row.split("|")[1].strip() for row in rows] == models
+    assert "matmul peak" in table
