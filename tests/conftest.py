@@ -1,0 +1,89 @@
+"""Shared fixtures: small datasets written to temporary folders, and one tiny finished run."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Small and fast: nano presets at 16 px, a few hundred digits.
+TINY = {
+    "cnn": "convnext-nano",
+    "vit": "vit-nano",
+    "image_size": 16,
+    "epochs": 6,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "max_train_samples": 400,
+    "max_eval_samples": 150,
+    "eval_batch_size": 128,
+}
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (MNIST's format), gzipped when the name ends .gz."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(data)
+
+
+def make_pattern_images(
+    count: int, size: int, klass: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Images a classifier can tell apart: class k has a bright bar at a class-specific place."""
+    images = []
+    for _ in range(count):
+        image = rng.integers(0, 40, (size, size, 3), dtype=np.uint8)
+        row = 2 + 4 * klass + int(rng.integers(0, 2))
+        image[row : row + 3, 2 : size - 2] = 230
+        images.append(image)
+    return images
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder with three class subfolders of PNG, JPEG and grayscale/RGBA images."""
+    root = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    for klass, name in enumerate(["bars_top", "bars_middle", "bars_bottom"]):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i, array in enumerate(make_pattern_images(12, 20, klass, rng)):
+            image = Image.fromarray(array)
+            if i % 4 == 1:
+                image = image.convert("L")
+            elif i % 4 == 2:
+                image = image.convert("RGBA")
+            suffix = ".jpg" if i % 4 == 3 else ".png"
+            image.save(folder / f"{i}{suffix}")
+    return root
+
+
+@pytest.fixture
+def idx_folder(tmp_path: Path) -> Path:
+    """MNIST-style IDX files: gzipped training files, plain test files."""
+    root = tmp_path / "idx"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for split, count, gz in (("train", 60, True), ("t10k", 30, False)):
+        labels = np.arange(count) % 3
+        images = np.stack([make_pattern_images(1, 16, int(k), rng)[0][..., 0] for k in labels])
+        suffix = ".gz" if gz else ""
+        write_idx(root / f"{split}-images-idx3-ubyte{suffix}", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte{suffix}", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real end-to-end `compare` on a digits subset, shared by the tests that read it."""
+    from cnnvit import compare
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return compare(dataset="digits", output=str(out), seed=0, **TINY)

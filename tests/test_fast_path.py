@@ -1,0 +1,137 @@
+"""The fast paths against the plain ones: same model and batch, logits close, training works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnvit.config import TrainConfig
+from cnnvit.models import build_model, preset_processor
+from cnnvit.preprocess import AugmentConfig, BatchPreprocessor, random_affine
+from cnnvit.train import cpu_has_bf16, make_accelerator, train_model
+
+CPU = torch.device("cpu")
+NAMES = [str(i) for i in range(4)]
+
+
+def _batch(seed: int = 0, size: int = 16, count: int = 8) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 3, size, size), generator=generator, dtype=torch.uint8)
+
+
+def test_batch_preprocessing_matches_the_image_processor() -> None:
+    """Rescale + normalise on tensors gives what the processor gives per PIL image."""
+    processor = preset_processor(16)
+    images = _batch()
+    plain = processor(
+        images=[Image.fromarray(i.permute(1, 2, 0).numpy()) for i in images], return_tensors="np"
+    )["pixel_values"]
+    fast = BatchPreprocessor(processor, CPU)(images)
+    np.testing.assert_allclose(fast.numpy(), plain, atol=1e-5)
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("name,family", [("convnext-nano", "cnn"), ("vit-nano", "vit")])
+def test_bf16_autocast_logits_close_to_fp32(name: str, family: str) -> None:
+    model = build_model(name, family, NAMES, 16, attention="eager").model.eval()
+    x = BatchPreprocessor(preset_processor(16), CPU)(_batch())
+    with torch.no_grad():
+        reference = model(pixel_values=x).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = model(pixel_values=x).logits.float()
+    assert _relative_error(fast, reference) < 0.05  # bf16 keeps ~3 significant digits
+    assert (
+        torch.equal(fast.argmax(1), reference.argmax(1)) or _relative_error(fast, reference) < 0.02
+    )
+
+
+def test_channels_last_cnn_logits_match_contiguous() -> None:
+    model = build_model("convnext-nano", "cnn", NAMES, 16).model.eval()
+    x = BatchPreprocessor(preset_processor(16), CPU)(_batch())
+    with torch.no_grad():
+        reference = model(pixel_values=x).logits
+        model = model.to(memory_format=torch.channels_last)
+        fast = model(pixel_values=x.contiguous(memory_format=torch.channels_last)).logits
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_eager_attention_matches_sdpa() -> None:
+    sdpa = build_model("vit-nano", "vit", NAMES, 16, attention="sdpa", seed=3).model.eval()
+    eager = build_model("vit-nano", "vit", NAMES, 16, attention="eager", seed=3).model.eval()
+    x = BatchPreprocessor(preset_processor(16), CPU)(_batch())
+    with torch.no_grad():
+        torch.testing.assert_close(eager(pixel_values=x).logits, sdpa(pixel_values=x).logits,
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+def _learnable(count: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four classes, each a bright square in its own quadrant."""
+    labels = torch.arange(count) % 4
+    images = torch.randint(
+        0, 30, (count, 3, 16, 16), generator=torch.Generator().manual_seed(1)
+    ).to(torch.uint8)
+    for i, k in enumerate(labels.tolist()):
+        r, c = divmod(k, 2)
+        images[i, :, r * 8 + 2 : r * 8 + 6, c * 8 + 2 : c * 8 + 6] = 240
+    return images, labels
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name,family", [("convnext-nano", "cnn"), ("vit-nano", "vit")])
+def test_a_few_training_steps_lower_the_loss(precision: str, name: str, family: str) -> None:
+    if precision == "bf16" and not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    images, labels = _learnable()
+    model = build_model(name, family, NAMES, 16, attention="eager").model
+    channels_last = family == "cnn"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    preprocess = BatchPreprocessor(preset_processor(16), CPU, channels_last)
+    config = TrainConfig(epochs=4, batch_size=16, lr=2e-3, warmup_fraction=0.1, augment=False)
+    result = train_model(
+        model,
+        preprocess,
+        (images, labels),
+        (images, labels),
+        config,
+        make_accelerator(CPU, precision),
+        log=lambda _: None,
+    )
+    history = result.history
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"], history
+
+
+def test_same_seed_same_figures() -> None:
+    images, labels = _learnable(48)
+    runs = []
+    for _ in range(2):
+        model = build_model("vit-nano", "vit", NAMES, 16, attention="eager", seed=7).model
+        config = TrainConfig(epochs=2, batch_size=16, seed=7)
+        preprocess = BatchPreprocessor(preset_processor(16), CPU)
+        accelerator = make_accelerator(CPU, "fp32")
+        data = (images, labels)
+        result = train_model(model, preprocess, data, data, config, accelerator, log=lambda _: None)
+        runs.append([(h["train_loss"], h["val_loss"], h["val_accuracy"]) for h in result.history])
+    assert runs[0] == runs[1]
+
+
+def test_augmentation_is_identity_at_zero_and_moves_content_otherwise() -> None:
+    x = _batch(size=16).float()
+    still = AugmentConfig(max_rotation_degrees=0, max_translate_fraction=0, scale_range=(1, 1))
+    torch.testing.assert_close(random_affine(x, still), x, atol=1e-3, rtol=0)
+    moved = random_affine(x, AugmentConfig(), torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and (moved - x).abs().mean() > 5
+    flipped_only = AugmentConfig(
+        max_rotation_degrees=0, max_translate_fraction=0, scale_range=(1, 1), hflip=True
+    )
+    out = random_affine(x, flipped_only, torch.Generator().manual_seed(0))
+    for image, result in zip(x, out, strict=True):  # each image is either unchanged or mirrored
+        assert torch.allclose(result, image, atol=1e-3) or torch.allclose(
+            result, image.flip(-1), atol=1e-3
+        )
