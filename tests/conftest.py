@@ -15,10 +15,10 @@ TINY = {
     "cnn": "convnext-nano",
     "vit": "vit-nano",
     "image_size": 16,
-    "epochs": 6,
+    "epochs": 30,
     "batch_size": 32,
-    "lr": 2e-3,
-    "max_train_samples": 400,
+    "lr": 1e-3,
+    "max_train_samples": 600,
     "max_eval_samples": 150,
     "eval_batch_size": 128,
 }

@@ -71,15 +71,15 @@ def test_eager_attention_matches_sdpa() -> None:
 
 
 def _learnable(count: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
-    """Four classes, each a bright square in its own quadrant."""
+    """Four texture classes (horizontal/vertical stripes, checks, flat), noisy, any position."""
     labels = torch.arange(count) % 4
-    images = torch.randint(
-        0, 30, (count, 3, 16, 16), generator=torch.Generator().manual_seed(1)
-    ).to(torch.uint8)
-    for i, k in enumerate(labels.tolist()):
-        r, c = divmod(k, 2)
-        images[i, :, r * 8 + 2 : r * 8 + 6, c * 8 + 2 : c * 8 + 6] = 240
-    return images, labels
+    rows, cols = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    textures = torch.stack(
+        [(rows // 2) % 2, (cols // 2) % 2, ((rows // 2) + (cols // 2)) % 2, torch.ones(16, 16)]
+    ).float()
+    noise = torch.rand(count, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    images = 40 * noise + 180 * textures[labels][:, None]
+    return images.to(torch.uint8), labels
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -9,11 +9,11 @@ __all__ = ["__version__", "compare", "evaluate_saved_model", "build_report"]
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy imports keep `cnnvit --help` fast
     if name == "compare":
-        from .compare import compare
+        from .pipeline import compare
 
         return compare
     if name == "evaluate_saved_model":
-        from .compare import evaluate_saved_model
+        from .pipeline import evaluate_saved_model
 
         return evaluate_saved_model
     if name == "build_report":

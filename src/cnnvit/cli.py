@@ -28,7 +28,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) ->
             if stage not in STAGES and f.name in STAGES:
                 continue
             flag = "--" + f.name.replace("_", "-")
-            help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+            help_text = f.metadata.get("help", "")
+            if f.default is not None:
+                help_text += f" (default: {f.default})"
             if isinstance(f.default, bool):
                 group.add_argument(flag, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)  # fmt: skip
@@ -105,7 +107,7 @@ def _quiet_libraries() -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .pipeline import compare
 
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -156,7 +158,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .compare import evaluate_saved_model
+    from .pipeline import evaluate_saved_model
     from .runs import write_json
 
     data_fields = {f.name for f in dataclasses.fields(DataConfig)}

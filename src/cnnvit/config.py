@@ -63,7 +63,7 @@ class ModelsConfig:
 class TrainConfig:
     """One training recipe, applied identically to both models."""
 
-    epochs: int = _opt(30, "training epochs for each model")
+    epochs: int = _opt(20, "training epochs for each model")
     batch_size: int = _opt(64, "training batch size")
     lr: float = _opt(5e-4, "peak learning rate of AdamW (the same for both models)")
     weight_decay: float = _opt(0.05, "AdamW weight decay")
