@@ -232,3 +232,17 @@ def test_pretrained_large_data_and_missing_values(tmp_path: Path) -> None:
     assert "ViTs are data-hungry: **not tested by this run**: the ViT was pretrained" in text
     assert "ViTs are more expensive: **not tested by this run**" in text  # 71.67x the params
     assert "(google/vit-base-patch16-224) started from pretrained weights" in text
+
+
+def test_cost_differences_within_timing_noise_are_not_wins(tmp_path: Path, vit_wins: Path) -> None:
+    assert "was cheaper to train (30.0 s against 45.0 s)" in _reflection(vit_wins)
+    run = make_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["models"]["vit"]["efficiency"].update(
+        {"train_seconds": 30.5, "inference_images_per_second": 9100.0, "latency_ms_batch1": 2.1}
+    )
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    build_report(run)
+    reflection = _reflection(run)
+    assert "cheaper to train" not in reflection and "about as long to train" in reflection
+    assert "Both cost about the same to run" in reflection

@@ -551,6 +551,10 @@ def _accuracy_sentences(f: SimpleNamespace) -> list[str]:
     return [won, counts, means, seed]
 
 
+# Timings closer than this ratio are reported as the same cost, not as a win.
+SAME_COST = 1.1
+
+
 def _cost_text(f: SimpleNamespace) -> str:
     r = f.ratio
     text = (
@@ -563,11 +567,23 @@ def _cost_text(f: SimpleNamespace) -> str:
     if None not in secs.values():
         k = min(SIDES, key=lambda s: secs[s])
         other = "vit" if k == "cnn" else "cnn"
-        text += (
-            f" {_cap(f.who[k])} was cheaper to train ({secs[k]:,.1f} s against "
-            f"{secs[other]:,.1f} s)."
-        )
-    if r["latency"] is not None and r["infer_tp"] is not None:
+        if secs[other] > SAME_COST * secs[k]:
+            text += (
+                f" {_cap(f.who[k])} was cheaper to train ({secs[k]:,.1f} s against "
+                f"{secs[other]:,.1f} s)."
+            )
+        else:  # run-to-run timing noise on a shared machine is of this order
+            text += (
+                f" Both took about as long to train ({secs['cnn']:,.1f} s for the CNN, "
+                f"{secs['vit']:,.1f} s for the ViT: within {SAME_COST - 1:.0%})."
+            )
+    close = [
+        r[key] is not None and 1 / SAME_COST <= r[key] <= SAME_COST
+        for key in ("latency", "infer_tp")
+    ]
+    if all(close):
+        text += " Both cost about the same to run (latency and throughput within 10%)."
+    elif r["latency"] is not None and r["infer_tp"] is not None:
         one = "vit" if r["latency"] < 1 else "cnn"
         bulk = "vit" if r["infer_tp"] > 1 else "cnn"
         text += (
