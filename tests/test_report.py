@@ -246,3 +246,23 @@ def test_cost_differences_within_timing_noise_are_not_wins(tmp_path: Path, vit_w
     reflection = _reflection(run)
     assert "cheaper to train" not in reflection and "about as long to train" in reflection
     assert "Both cost about the same to run" in reflection
+
+
+def test_learning_speed_needs_more_than_an_epoch_to_name_a_winner(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    for family in ("cnn", "vit"):  # 20 epochs, val accuracy rising linearly to 0.9
+        rows = metrics["models"][family]["history"]
+        metrics["models"][family]["history"] = [
+            {**rows[0], "epoch": e, "val_accuracy": 0.9 * min(1.0, e / 10)} for e in range(1, 21)
+        ]
+    vit = metrics["models"]["vit"]["history"]
+    vit[9]["val_accuracy"] = 0.84  # the ViT reaches 95% of its best one epoch later
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    build_report(run)
+    assert "Both learned at about the same speed" in _reflection(run)
+    for row in vit[:14]:  # now six epochs later: a real difference
+        row["val_accuracy"] = 0.5
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    build_report(run)
+    assert "The CNN (convnext-micro) learned faster." in _reflection(run)
