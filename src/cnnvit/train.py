@@ -137,7 +137,10 @@ def train_model(
 
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
-    bar = tqdm(total=total_steps, desc=name, unit="step", leave=False, file=sys.stderr)
+    # The bar draws only on a terminal (disable=None); logs get the per-epoch lines below.
+    bar = tqdm(
+        total=total_steps, desc=name, unit="step", leave=False, file=sys.stderr, disable=None
+    )
     with PeakMemory(device) as memory:
         for epoch in range(1, config.epochs + 1):
             model.train()
