@@ -14,9 +14,7 @@ import html
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +24,7 @@ import matplotlib
 import numpy as np
 
 from .errors import CnnvitError
+from .runs import write_atomic
 
 matplotlib.use("Agg")  # no display: must be chosen before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
@@ -77,9 +76,9 @@ def build_report(run_dir: str | Path) -> Path:
     try:
         (run_dir / "figures").mkdir(exist_ok=True)
         for name, data in pngs.items():
-            _write_atomic(run_dir / "figures" / f"{name}.png", data)
-        _write_atomic(run_dir / "report.md", _markdown(blocks).encode("utf-8"))
-        _write_atomic(run_dir / "report.html", _html(blocks, pngs).encode("utf-8"))
+            write_atomic(run_dir / "figures" / f"{name}.png", data)
+        write_atomic(run_dir / "report.md", _markdown(blocks).encode("utf-8"))
+        write_atomic(run_dir / "report.html", _html(blocks, pngs).encode("utf-8"))
     except OSError as err:
         raise CnnvitError(f"cannot write the report into {run_dir}: {err}") from None
     return run_dir / "report.html"
@@ -836,16 +835,3 @@ def _html(blocks: list[Block], pngs: dict[str, bytes]) -> str:
         + "\n".join(out)
         + "\n</body></html>\n"
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory, so readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
