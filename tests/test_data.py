@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ from cnnvit.models import preset_processor
 FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion_mnist"
 
 
-def test_digits_split_is_stratified_seeded_and_disjoint() -> None:
+def test_digits_split_is_stratified_and_seeded() -> None:
     data = prepare_data(DataConfig(), seed=0)
     sizes = data.summary()["splits"]
     assert sum(sizes.values()) == 1797  # every digit used once
@@ -58,19 +59,81 @@ def test_idx_folder_uses_its_own_test_split(idx_folder: Path) -> None:
     assert labels.tolist() == [i % 3 for i in range(30)]  # the file's order and labels
 
 
-def test_hub_dataset_loading_through_a_local_arrow_copy(tmp_path: Path) -> None:
-    """The hub path (load_dataset) resolves columns by feature type; a saved copy stands in."""
+def _hub_like(splits: dict[str, list]) -> datasets.DatasetDict:
+    """A DatasetDict shaped like a hub dataset: extra columns, an Image column, string labels."""
+    rng = np.random.default_rng(0)
+    features = datasets.Features(
+        {
+            "id": datasets.Value("int32"),
+            "picture": datasets.Image(),
+            "kind": datasets.Value("string"),
+        }
+    )
+    return datasets.DatasetDict({
+        name: datasets.Dataset.from_dict(
+            {"id": list(range(len(kinds))),
+             "picture": [rng.integers(0, 255, (6, 6, 3), dtype=np.uint8) for _ in kinds],
+             "kind": kinds},
+            features=features,
+        )
+        for name, kinds in splits.items()
+    })  # fmt: skip
+
+
+def test_hub_dataset_path_finds_columns_and_string_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    from cnnvit.data import find_columns
+    from cnnvit import data as data_module
 
-    table = datasets.Dataset.from_dict(
-        {"idx": [0, 1], "picture": [np.zeros((4, 4, 3), np.uint8)] * 2, "kind": [0, 1]},
-        features=datasets.Features({"idx": datasets.Value("int32"), "picture": datasets.Image(),
-                                    "kind": datasets.ClassLabel(names=["a", "b"])}),
-    )  # fmt: skip
-    assert find_columns(table, DataConfig()) == ("picture", "kind")
-    assert find_columns(table, DataConfig(label_column="idx")) == ("picture", "idx")
+    hub = _hub_like({"train": ["cat", "dog", "eel"] * 10, "test": ["dog", "cat", "eel"] * 3})
+    monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: hub)
+    data = prepare_data(DataConfig(dataset="someone/pets", label_column="kind"), seed=0)
+    assert data.image_column == "picture" and data.class_names == ["cat", "dog", "eel"]
+    assert data.summary()["splits"] == {"train": 27, "validation": 3, "test": 9}
+    assert data.splits["test"].labels.tolist() == [1, 0, 2] * 3  # the hub's own test split
+
+
+def test_a_lone_or_unlabelled_split_is_never_both_train_and_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datasets
+
+    from cnnvit import data as data_module
+
+    monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
+    only_test = _hub_like({"test": ["a", "b"] * 15})
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: only_test)
+    data = prepare_data(DataConfig(dataset="someone/only-test", label_column="kind"), seed=0)
+    # Every image is random noise, so its encoded bytes identify it.
+    ids = {k: {x["bytes"] for x in v.dataset["picture"]} for k, v in data.splits.items()}
+    assert ids["train"].isdisjoint(ids["test"]) and ids["train"].isdisjoint(ids["validation"])
+    assert sum(map(len, ids.values())) == 30
+
+    unlabelled = _hub_like({"train": ["a", "b"] * 15, "test": ["a", "b"] * 5})
+    unlabelled["test"] = unlabelled["test"].cast_column(
+        "kind", datasets.ClassLabel(names=["a", "b"])
+    )
+    unlabelled["train"] = unlabelled["train"].cast_column(
+        "kind", datasets.ClassLabel(names=["a", "b"])
+    )
+    unlabelled["test"] = unlabelled["test"].map(lambda row: {"kind": -1})  # as hub test sets do
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: unlabelled)
+    data = prepare_data(DataConfig(dataset="someone/unlabelled-test"), seed=0)
+    assert set(data.splits["test"].labels.tolist()) == {0, 1}  # carved from train instead
+    assert sum(data.summary()["splits"].values()) == 30
+
+
+def test_idx_labels_need_not_start_at_zero(idx_folder: Path) -> None:
+    from conftest import write_idx
+
+    for split, count in (("train", 60), ("t10k", 30)):
+        for path in idx_folder.glob(f"{split}-labels*"):
+            write_idx(path, np.arange(count) % 3 + 1)  # labels 1..3, as EMNIST letters
+    (idx_folder / "classes.txt").write_text("one\r\ntwo\r\nthree\r\n")
+    data = prepare_data(DataConfig(dataset=str(idx_folder)), seed=0)
+    assert data.class_names == ["one", "two", "three"]
+    assert data.splits["test"].labels.tolist() == [i % 3 for i in range(30)]
 
 
 @pytest.mark.skipif(

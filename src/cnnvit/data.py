@@ -119,8 +119,15 @@ def _open_image(value: Any) -> Image.Image:
         image = Image.open(source)
     elif isinstance(value, Image.Image):
         image = value
+    elif value is None:
+        raise ValueError("missing image")
     else:
-        image = Image.fromarray(np.asarray(value, dtype=np.uint8))
+        array = np.asarray(value)
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # channel-first (C, H, W) -> (H, W, C)
+        if array.dtype.kind == "f" and array.size and array.max() <= 1.0:
+            array = array * 255.0  # floats in [0, 1]
+        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8).squeeze())
     image.load()
     if image.mode == "RGBA":  # composite on white, as a viewer shows it
         background = Image.new("RGB", image.size, (255, 255, 255))
@@ -152,7 +159,7 @@ def decode_images(
     for index, value in enumerate(column):
         try:
             pending.append(_open_image(value))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, TypeError):
             keep[index] = False
         if len(pending) >= _DECODE_CHUNK:
             flush()
@@ -242,13 +249,19 @@ def _idx_folder(folder: Path) -> datasets.DatasetDict:
                 f"IDX files in {folder} disagree: {len(images)} images, {len(labels)} labels"
             )
         parts[split] = (images, labels)
-    num_classes = int(max(parts["train"][1].max(), parts["test"][1].max())) + 1
+    values = np.unique(np.concatenate([parts["train"][1], parts["test"][1]]))
+    num_classes = len(values)  # labels need not start at 0 (EMNIST letters use 1..26)
+    parts = {k: (images, np.searchsorted(values, y)) for k, (images, y) in parts.items()}
     names_file = folder / "classes.txt"
-    names = (
-        names_file.read_text().split("\n")[:num_classes]
-        if names_file.is_file()
-        else _known_idx_names(folder, num_classes)
-    )
+    if names_file.is_file():
+        names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+        if len(names) != num_classes:
+            raise CnnvitError(
+                f"{names_file} names {len(names)} classes but the labels hold {num_classes}: "
+                "give one class name per line"
+            )
+    else:
+        names = _known_idx_names(folder, num_classes)
     return _arrays_to_dataset(parts, names)
 
 
@@ -411,25 +424,41 @@ def prepare_data(config: DataConfig, seed: int) -> PreparedData:
     """Load, check and split the dataset; images stay undecoded until `tensors()`."""
     loaded, name = load_source(config)
     split_names = {s.lower(): s for s in loaded}
-    train_key = split_names.get("train") or next(iter(loaded))
-    image_column, label_column = find_columns(loaded[train_key], config)
+    image_column, label_column = find_columns(loaded[next(iter(loaded))], config)
     labels, class_names = _labels_and_names(loaded, label_column)
+    for split, values in list(labels.items()):
+        if len(values) and (values < 0).all():  # unlabelled (e.g. a hub test split of -1s)
+            del labels[split], loaded[split], split_names[split.lower()]
+        elif len(values) and (values.min() < 0 or values.max() >= len(class_names)):
+            raise CnnvitError(
+                f"split '{split}' has labels outside 0..{len(class_names) - 1}: "
+                "check --label-column"
+            )
+    if not labels:
+        raise CnnvitError(f"dataset '{name}' has no labelled split: every label is missing (-1)")
     if len(class_names) < 2:
         raise CnnvitError(f"dataset '{name}' has one class: a classifier needs at least two")
     keep_columns = [image_column]
     tables = {s: d.select_columns(keep_columns) for s, d in loaded.items()}
-    if isinstance(tables[train_key].features[image_column], datasets.Image):
+    if isinstance(next(iter(tables.values())).features[image_column], datasets.Image):
         # Keep encoded bytes: decode_images opens each image itself, so unreadable ones are
         # counted and skipped instead of stopping the run.
         tables = {
             s: d.cast_column(image_column, datasets.Image(decode=False)) for s, d in tables.items()
         }
 
-    train, train_labels = tables[train_key], labels[train_key]
     test_key = next((split_names[k] for k in ("test", "testing") if k in split_names), None)
     val_key = next(
         (split_names[k] for k in ("validation", "valid", "val", "dev") if k in split_names), None
     )
+    train_key = split_names.get("train") or split_names.get("training")
+    if train_key is None:  # no split named train: the first other one, else carve from one
+        others = [s for s in loaded if s not in (test_key, val_key)]
+        train_key = others[0] if others else (val_key or test_key)
+        # A split used for training is never also the test or validation split.
+        test_key = None if test_key == train_key else test_key
+        val_key = None if val_key == train_key else val_key
+    train, train_labels = tables[train_key], labels[train_key]
     if test_key is None:
         test_idx, rest = _stratified_take(
             train_labels, config.test_fraction, seed, "a test split", class_names
