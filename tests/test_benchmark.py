@@ -82,7 +82,7 @@ def test_benchmark_end_to_end_tiny(tmp_path: Path) -> None:
             assert figures["train_images_per_second"] > 0
             assert figures["eval_images_per_second"] > 0
             assert 0 <= figures["test_accuracy"] <= 1
-            assert 0 < figures["mfu"] < 1.5
+            assert 0 < figures["mfu"] <= 1.0  # above the measured peak is impossible
         assert len(report["runs"][model]) == 2  # one repeat, two sides
     table = (out / "benchmark.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "nano" in line]

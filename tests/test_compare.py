@@ -135,6 +135,21 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     assert grouped == config
 
 
+def test_run_config_json_loads_back_as_a_config_file(tiny_run: Path, tmp_path: Path) -> None:
+    from cnnvit.config import build_config, load_config_file
+
+    values = load_config_file(tiny_run / "config.json")
+    config = build_config(values)
+    assert config.output == str(tiny_run)  # what was asked; unset asks for a new directory
+    assert json.loads((tiny_run / "config.json").read_text())["resolved"]["run_dir"] == str(
+        tiny_run
+    )
+    assert config.train.epochs == TINY["epochs"] and config.models.cnn == TINY["cnn"]
+    yaml_file = tmp_path / "study.yaml"
+    yaml_file.write_text("lr: 5e-4\n")  # YAML reads this as a string
+    assert build_config(load_config_file(yaml_file)).train.lr == 5e-4
+
+
 def test_help_lists_every_option_with_its_default(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", "--help"])

@@ -158,11 +158,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .pipeline import evaluate_saved_model
     from .runs import write_json
 
     data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    data = DataConfig(**{k: v for k, v in vars(args).items() if k in data_fields})
+    data = build_config({k: v for k, v in vars(args).items() if k in data_fields}).data
+    if args.json and Path(args.json).exists():  # refuse before spending time evaluating
+        raise CnnvitError(f"{args.json} already exists: choose another --json file")
     result = evaluate_saved_model(args.model_dir, data, seed=args.seed, device=args.device)
     test = result["test"]
     print(
@@ -172,13 +176,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  accuracy {test['accuracy']:.4f}  top-5 {test['top5_accuracy']:.4f}  "
           f"macro F1 {test['macro_f1']:.4f}  loss {test['loss']:.4f}")  # fmt: skip
     if args.json:
-        from pathlib import Path
-
-        path = Path(args.json)
-        if path.exists():
-            raise CnnvitError(f"{path} already exists: choose another --json file")
-        write_json(path, result)
-        print(f"  metrics written to {path}")
+        try:
+            write_json(Path(args.json), result)
+        except OSError as err:
+            raise CnnvitError(f"cannot write {args.json}: {err.strerror}") from None
+        print(f"  metrics written to {args.json}")
     return 0
 
 
@@ -196,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnvit: interrupted", file=sys.stderr)
         return 130
-    except MemoryError:
-        hint = "lower --batch-size, --image-size or --max-train-samples"
+    except (MemoryError, RuntimeError) as err:
+        # torch.OutOfMemoryError (CUDA) and the CPU/MPS allocators' failures are RuntimeErrors.
+        if not isinstance(err, MemoryError) and "out of memory" not in str(err).lower():
+            raise
+        hint = "lower --batch-size, --eval-batch-size, --image-size or --max-train-samples"
         print(f"cnnvit: error: out of memory: {hint}", file=sys.stderr)
         return 1
 

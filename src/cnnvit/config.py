@@ -123,6 +123,11 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
         kind = int if "int" in str(f.type) else str
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if kind is bool and not isinstance(value, bool):
         raise CnnvitError(f"config key '{name}' must be true or false, not {value!r}")
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -74,10 +74,11 @@ def _run(
     precision: str,
     attention: str,
 ) -> Path:
-    resolved = {"device": str(device), "precision": precision, "attention": attention}
-    write_json(
-        run_dir / "config.json", {**config.to_dict(), "output": str(run_dir), "resolved": resolved}
-    )
+    # "output" stays what was asked (usually unset), so config.json loads back with --config;
+    # where the run went is recorded with the other resolved values.
+    resolved = {"device": str(device), "precision": precision, "attention": attention,
+                "run_dir": str(run_dir)}  # fmt: skip
+    write_json(run_dir / "config.json", {**config.to_dict(), "resolved": resolved})
     splits = data.summary()["splits"]
     _say(
         f"dataset {data.name}: {data.num_classes} classes, {splits['train']} train / "

@@ -59,7 +59,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     if requested != "auto":
         return requested
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        # Native bf16 only (Ampere and later): emulated bf16 on older GPUs is slower than fp32.
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     if device.type == "cpu":
         return "bf16" if cpu_has_bf16() else "fp32"
     return "fp32"
