@@ -1,0 +1,259 @@
+"""The reflection: every sentence carries the measured numbers it rests on.
+
+Accuracy (with McNemar's test on paired predictions), cost, learning speed, overfitting, a
+verdict on each usual CNN-vs-ViT claim from this run alone, and the caveats of one run.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from .report_facts import ROLE, SIDES, SMALL_DATA, _cap, _f1_by_class, _get, _num, _p, _show, _times
+
+
+def _accuracy_sentences(f: SimpleNamespace) -> list[str]:
+    """[who won, the paired counts, whether it means anything, the seed caveat]."""
+    d, p, c = f.diff, f.p, f.comp
+    if d is None:
+        won = "Test accuracy was not recorded for both models, so there is no winner."
+    elif abs(d) < 0.05:
+        won = (
+            f"The two models tied on test accuracy ({_show(f.acc['cnn'], 'pct')} for the CNN, "
+            f"{_show(f.acc['vit'], 'pct')} for the ViT)."
+        )
+    else:
+        w, lose = ("vit", "cnn") if d > 0 else ("cnn", "vit")
+        won = (
+            f"{_cap(f.who[w])} won on test accuracy by {abs(d):.1f} points: "
+            f"{_show(f.acc[w], 'pct')} against {_show(f.acc[lose], 'pct')} for the "
+            f"{ROLE[lose]}."
+        )
+    counts = (
+        ""
+        if p is None or "only_cnn_correct" not in c
+        else (
+            f"Of the {c.get('test_size', 'n/a')} test images both models got "
+            f"{c.get('both_correct', 'n/a')} right and {c.get('both_wrong', 'n/a')} wrong; "
+            "only the "
+            f"CNN was right on {c['only_cnn_correct']} and only the ViT on "
+            f"{c.get('only_vit_correct', 'n/a')}. McNemar's exact test on these paired predictions "
+            f"gives {_p(p)}."
+        )
+    )
+    if p is None:
+        means = "No paired test predictions were recorded, so whether it is meaningful is unknown."
+    elif p >= 0.05:
+        means = (
+            f"With {_p(p)} the difference is too small to mean anything from one run on "
+            "this test set."
+        )
+    else:
+        means = f"With {_p(p)} a gap this one-sided is unlikely to be chance on this test set."
+    seed = (
+        "This is one seed, which does not measure seed-to-seed variation: another "
+        "initialisation and data order could move either model by an unknown amount."
+    )
+    return [won, counts, means, seed]
+
+
+# Timings closer than this ratio are reported as the same cost, not as a win.
+SAME_COST = 1.1
+
+
+def _cost_text(f: SimpleNamespace) -> str:
+    r = f.ratio
+    text = (
+        f"Relative to the CNN, the ViT has {_times(r['params'])} the parameters and "
+        f"{_times(r['flops'])} the FLOPs per image, and its batch-1 latency is "
+        f"{_times(r['latency'])} the CNN's. Its throughput is {_times(r['train_tp'])} the "
+        f"CNN's in training and {_times(r['infer_tp'])} in inference (images per second)."
+    )
+    secs = {k: _num(_get(f.models[k], "efficiency.train_seconds")) for k in SIDES}
+    if None not in secs.values():
+        k = min(SIDES, key=lambda s: secs[s])
+        other = "vit" if k == "cnn" else "cnn"
+        if secs[other] > SAME_COST * secs[k]:
+            text += (
+                f" {_cap(f.who[k])} was cheaper to train ({secs[k]:,.1f} s against "
+                f"{secs[other]:,.1f} s)."
+            )
+        else:  # run-to-run timing noise on a shared machine is of this order
+            text += (
+                f" Both took about as long to train ({secs['cnn']:,.1f} s for the CNN, "
+                f"{secs['vit']:,.1f} s for the ViT: within {SAME_COST - 1:.0%})."
+            )
+    close = [
+        r[key] is not None and 1 / SAME_COST <= r[key] <= SAME_COST
+        for key in ("latency", "infer_tp")
+    ]
+    if all(close):
+        text += " Both cost about the same to run (latency and throughput within 10%)."
+    elif r["latency"] is not None and r["infer_tp"] is not None:
+        one = "vit" if r["latency"] < 1 else "cnn"
+        bulk = "vit" if r["infer_tp"] > 1 else "cnn"
+        text += (
+            f" {_cap(f.who[one])} is cheaper to run, both one image at a time and in batches."
+            if one == bulk
+            else f" Which is cheaper to run depends on batch size: {f.who[one]} has the lower "
+            f"batch-1 latency, {f.who[bulk]} the higher batched throughput."
+        )
+    return text
+
+
+def _speed_text(f: SimpleNamespace) -> str:
+    (ec, bc, fc), (ev, bv, fv) = f.e95["cnn"], f.e95["vit"]
+    if ec is None or ev is None:
+        return "The validation history is missing, so learning speed cannot be compared."
+    text = (
+        f"To reach 95% of its own best validation accuracy, the CNN needed {ec} epoch"
+        f"{'s' * (ec != 1)} (best {_show(bc, 'pct')}) and the ViT {ev} (best "
+        f"{_show(bv, 'pct')}). After epoch 1, validation accuracy was {_show(fc, 'pct')} for "
+        f"the CNN and {_show(fv, 'pct')} for the ViT."
+    )
+    # An epoch or two (under 10% of the run) is within what another seed could change.
+    margin = max(1, round(0.1 * len(_get(f.models["cnn"], "history") or [])))
+    if abs(ec - ev) > margin:
+        faster = "cnn" if ec < ev else "vit"
+        return text + f" {_cap(f.who[faster])} learned faster."
+    return text + (
+        f" Both learned at about the same speed (epoch counts within {margin} of each other)."
+    )
+
+
+def _overfit_text(f: SimpleNamespace) -> str:
+    gaps = {}
+    for k in SIDES:
+        last = (f.models[k].get("history") or [{}])[-1]
+        tr, va = _num(last.get("train_accuracy")), _num(last.get("val_accuracy"))
+        gaps[k] = None if tr is None or va is None else 100 * (tr - va)
+    if None in gaps.values():
+        return "The training history is missing, so overfitting cannot be judged."
+    text = (
+        f"At the final epoch, training accuracy minus validation accuracy was "
+        f"{gaps['cnn']:+.1f} points for the CNN and {gaps['vit']:+.1f} for the ViT."
+    )
+    big = max(SIDES, key=lambda s: gaps[s])
+    text += (
+        " Neither overfits much (both gaps are under 5 points)."
+        if gaps[big] < 5
+        else f" {_cap(f.who[big])} overfits more."
+    )
+    if min(gaps.values()) < 0 and _get(f.config, "train.augment", True):
+        text += (
+            " A negative gap is expected here: training accuracy is measured on augmented "
+            "batches during the epoch, which are harder than the validation images."
+        )
+    return text
+
+
+def _claims(f: SimpleNamespace) -> list[str]:
+    d, r, vit = f.diff, f.ratio, f.models["vit"]
+    cnn_sig = f.p is not None and f.p < 0.05 and d is not None and d < 0
+    vit_sig = f.p is not None and f.p < 0.05 and d is not None and d > 0
+    size = "an unknown number of" if f.n_train is None else f"{int(f.n_train):,}"
+    gap = f"ViT minus CNN: {_show(d, '+.1f')} points"
+    # (a) CNNs are strong on small data
+    if f.n_train is None or f.n_train >= SMALL_DATA:
+        a = (
+            f"**not tested by this run**: with {size} training images this is not a small "
+            f"dataset (below ~{SMALL_DATA:,} counts as small)."
+        )
+    elif cnn_sig:
+        a = f"**consistent with** this run: with {size} training images the CNN won ({gap})."
+    else:
+        a = (
+            f"**not supported by** this run: with {size} training images the CNN did not beat "
+            f"the ViT by a meaningful margin ({gap})."
+        )
+    # (b) ViTs are data-hungry: behind on accuracy, or clearly slower to learn, at this size
+    (ec, _, _), (ev, _, _) = f.e95["cnn"], f.e95["vit"]
+    epochs = len(vit.get("history") or [])
+    slower = ec is not None and ev is not None and ev >= ec + max(1, round(0.1 * epochs))
+    if vit.get("pretrained"):
+        b = (
+            "**not tested by this run**: the ViT was pretrained, so much of its data came from "
+            "outside this dataset."
+        )
+    elif cnn_sig or (slower and not vit_sig):
+        b = (
+            f"**consistent with** this run: with {size} training images the ViT "
+            + (
+                f"trailed the CNN ({gap})"
+                if cnn_sig
+                else f"needed {ev} epochs to reach 95% of its best, the CNN {ec}"
+            )
+            + "."
+        )
+    else:
+        b = (
+            f"**not supported by** this run: with {size} training images the ViT trained from "
+            f"scratch was not behind ({gap}; epochs to 95% of best: CNN {ec or 'n/a'}, "
+            f"ViT {ev or 'n/a'})."
+        )
+    b += (
+        " One data size cannot show how the gap changes with data; a --max-train-samples sweep can."
+    )
+    # (c) ViTs cost more to run, at a similar parameter count
+    costs = {
+        "FLOPs per image": r["flops"],
+        "batch-1 latency": r["latency"],
+        "inference throughput": r["infer_tp"] and 1 / r["infer_tp"],
+        "training throughput": r["train_tp"] and 1 / r["train_tp"],
+    }
+    known = {k: v for k, v in costs.items() if v is not None}
+    costlier = [k for k, v in known.items() if v > 1]
+    if not known:
+        c = "**not tested by this run**: no cost measurements were recorded."
+    elif r["params"] is None or not 0.5 <= r["params"] <= 2:
+        c = (
+            f"**not tested by this run**: the ViT has {_times(r['params'])} the CNN's "
+            "parameters, not a similar size, so cost differences mix size with architecture."
+        )
+    else:
+        verdict = "consistent with" if len(costlier) > len(known) / 2 else "not supported by"
+        c = (
+            f"**{verdict}** this run: at {_times(r['params'])} the CNN's parameters, the ViT was "
+            f"costlier on {len(costlier)} of {len(known)} measures"
+            + (f" ({', '.join(costlier)})" if costlier else "")
+            + "."
+        )
+    # (d) local features vs global context: only per-class F1 hints at where they differ
+    f1 = {k: _f1_by_class(f.models[k]) for k in SIDES}
+    diffs = sorted(
+        ((abs(f1["vit"][n] - f1["cnn"][n]), n) for n in f1["cnn"] if n in f1["vit"]), reverse=True
+    )
+    top = [n for gap_f1, n in diffs[:3] if gap_f1 >= 0.005]
+    e = (
+        "**not tested by this run**: it measures accuracy, not what each model looks at; "
+        "attention maps, Grad-CAM and robustness sweeps (occlusion, patch shuffling) would."
+    )
+    e += (
+        " Per-class F1 differs most on "
+        + "; ".join(f"'{n}' (CNN {f1['cnn'][n]:.2f}, ViT {f1['vit'][n]:.2f})" for n in top)
+        + "."
+        if top
+        else " Per-class F1 is the same for both models to two decimals."
+    )
+    return [
+        f"CNNs are strong on small data: {a}",
+        f"ViTs are data-hungry: {b}",
+        f"ViTs are more expensive: {c}",
+        f"CNNs capture local features, ViTs global context: {e}",
+    ]
+
+
+def _caveats(f: SimpleNamespace) -> list[str]:
+    size = "n/a" if f.n_train is None else f"{int(f.n_train):,}"
+    pre = [f.who[k] for k in SIDES if f.models[k].get("pretrained")]
+    seed = _get(f.config, "train.seed")
+    return [
+        f"One seed{'' if seed is None else f' ({seed})'}: seed-to-seed variation is not measured.",
+        f"One dataset size ({size} training images): how the comparison changes with more or "
+        "less data is not measured.",
+        f"{_cap(' and '.join(pre))} started from pretrained weights, which bring outside data: "
+        "the comparison is then also of the pretraining, not only of the architecture."
+        if pre
+        else "Both models were trained from scratch on this dataset alone.",
+        "Timings come from one device and depend on hardware, batch size, precision and "
+        "software versions.",
+    ]
