@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .config import STAGES, CompareConfig, DataConfig, build_config, load_config_file
+from .config import STAGES, CompareConfig, DataConfig, build_config, flatten, load_config_file
 from .errors import CnnvitError
 
 
@@ -111,20 +111,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    config = build_config({**_flatten(values), **flags})
+    config = build_config({**flatten(values), **flags})
     run_dir = compare(config)
     print(f"Report: {run_dir / 'report.html'}  (also report.md, metrics.json in {run_dir})")
     return 0
-
-
-def _flatten(values: dict[str, Any]) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in STAGES and isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key.replace("-", "_")] = value
-    return flat
 
 
 def _cmd_models(_: argparse.Namespace) -> int:

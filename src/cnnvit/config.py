@@ -135,22 +135,27 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
     return value
 
 
-def build_config(values: dict[str, Any]) -> CompareConfig:
-    """Build a `CompareConfig` from flat or stage-grouped values; unknown keys are errors."""
+def flatten(values: dict[str, Any]) -> dict[str, Any]:
+    """Stage-grouped values ({"train": {"epochs": 3}}) as flat field names ({"epochs": 3})."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
         if key in STAGES and isinstance(value, dict):
-            flat.update(value)
+            flat.update({k.replace("-", "_"): v for k, v in value.items()})
         else:
-            flat[key] = value
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def build_config(values: dict[str, Any]) -> CompareConfig:
+    """Build a `CompareConfig` from flat or stage-grouped values; unknown keys are errors."""
+    flat = flatten(values)
     table = stage_fields()
     grouped: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     top: dict[str, Any] = {}
-    for key, value in flat.items():
-        name = key.replace("-", "_")
+    for name, value in flat.items():
         if name not in table:
             known = ", ".join(sorted(table))
-            raise CnnvitError(f"unknown config key '{key}': known keys are {known}")
+            raise CnnvitError(f"unknown config key '{name}': known keys are {known}")
         stage, f = table[name]
         value = _coerce(name, value, f)
         (grouped[stage] if stage else top)[name] = value
