@@ -33,9 +33,9 @@ import torch
 from cnnvit.config import DataConfig, TrainConfig
 from cnnvit.data import PreparedData, prepare_data
 from cnnvit.evaluate import predict
-from cnnvit.measure import PeakMemory, environment, matmul_peak_flops, synchronize
+from cnnvit.measure import environment, matmul_peak_flops, synchronize
 from cnnvit.models import PRESETS, build_model, count_flops, default_pair_for
-from cnnvit.preprocess import BatchPreprocessor
+from cnnvit.pipeline import place_model
 from cnnvit.train import (
     make_accelerator,
     resolve_attention,
@@ -120,7 +120,7 @@ def worker_peer(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
 
 
 def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
-    """cnnvit's fast path, set up as compare.py's `_train_and_evaluate` does."""
+    """cnnvit's fast path, set up as pipeline.py's `_train_and_evaluate` does."""
     config = train_config(args)
     device = resolve_device("auto")
     precision = resolve_precision("auto", device)
@@ -128,11 +128,8 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
     accelerator = make_accelerator(device, precision)
     family = family_of(args.model)
     built = build_model(args.model, family, data.class_names, args.image_size, attention, args.seed)
-    channels_last = family == "cnn" and device.type != "mps"
-    model = built.model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    preprocess = BatchPreprocessor(built.processor, device, channels_last=channels_last)
+    model, preprocess = place_model(built, device)
+    channels_last = preprocess.channels_last
     flops = flop_counts(model, args.image_size)
 
     start = time.perf_counter()  # decoding once to uint8 tensors: reported, not train time
@@ -141,10 +138,9 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
     test_images, test_labels = data.tensors("test", built.processor)
     prepare_seconds = time.perf_counter() - start
 
-    with PeakMemory(device) as memory:
-        result = train_model(
-            model, preprocess, train, validation, config, accelerator, name=args.model, log=say
-        )
+    result = train_model(
+        model, preprocess, train, validation, config, accelerator, name=args.model, log=say
+    )
     synchronize(device)
     start = time.perf_counter()
     logits, _ = predict(result.model, preprocess, test_images, test_labels, config.eval_batch_size)
@@ -166,7 +162,7 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
         "eval_seconds": eval_seconds,
         "eval_images_per_second": len(test_labels) / eval_seconds,
         "test_accuracy": float((logits.argmax(1) == test_labels).float().mean()),
-        "peak_memory_mb": memory.peak_mb,
+        "peak_memory_mb": result.peak_memory_mb,  # measured inside train_model
     }
 
 

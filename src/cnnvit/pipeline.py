@@ -115,6 +115,20 @@ def _run(
     return run_dir
 
 
+def place_model(
+    built: BuiltModel, device: torch.device
+) -> tuple[torch.nn.Module, BatchPreprocessor]:
+    """The model on `device` in its fastest memory format, and its batch preprocessor.
+
+    CNNs run channels_last (oneDNN's and cuDNN's fast convolution layout; MPS gains nothing).
+    """
+    channels_last = built.family == "cnn" and device.type != "mps"
+    model = built.model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, BatchPreprocessor(built.processor, device, channels_last)
+
+
 def _train_and_evaluate(
     built: BuiltModel,
     data: PreparedData,
@@ -126,11 +140,8 @@ def _train_and_evaluate(
     run_dir: Path,
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """Train one model, evaluate it on the test split, save it; its metrics.json entry."""
-    channels_last = built.family == "cnn" and device.type != "mps"
-    model = built.model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    preprocess = BatchPreprocessor(built.processor, device, channels_last)
+    model, preprocess = place_model(built, device)
+    channels_last = preprocess.channels_last
     image_size = processor_image_size(built.processor)
     info = built.info()
     info["flops_per_image"] = count_flops(model, image_size)
