@@ -32,17 +32,11 @@ import torch
 
 from cnnvit.config import DataConfig, TrainConfig
 from cnnvit.data import PreparedData, prepare_data
-from cnnvit.evaluate import predict
+from cnnvit.evaluation import predict
 from cnnvit.measure import environment, matmul_peak_flops, synchronize
 from cnnvit.models import PRESETS, build_model, count_flops, default_pair_for
-from cnnvit.pipeline import place_model
-from cnnvit.train import (
-    make_accelerator,
-    resolve_attention,
-    resolve_device,
-    resolve_precision,
-    train_model,
-)
+from cnnvit.runtime import make_accelerator, place_model, resolve_device, resolve_runtime
+from cnnvit.training import train_model
 
 SIDES = ("peer", "cnnvit")
 
@@ -103,7 +97,7 @@ def worker_peak() -> dict[str, Any]:
     """Measured matmul FLOP/s: fp32 (the peer) and bf16 when cnnvit trains in bf16 here."""
     device = resolve_device("auto")
     peaks = {"fp32": matmul_peak_flops(device, torch.float32)}
-    if resolve_precision("auto", device) == "bf16":
+    if resolve_runtime().precision == "bf16":
         peaks["bf16"] = matmul_peak_flops(device, torch.bfloat16)
     return {"device": str(device), "matmul_peak_flops": peaks}
 
@@ -122,13 +116,12 @@ def worker_peer(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
 def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
     """cnnvit's fast path, set up as pipeline.py's `_train_and_evaluate` does."""
     config = train_config(args)
-    device = resolve_device("auto")
-    precision = resolve_precision("auto", device)
-    attention = resolve_attention("auto", device, precision)
-    accelerator = make_accelerator(device, precision)
+    runtime = resolve_runtime()
+    device, precision, attention = runtime.device, runtime.precision, runtime.attention
+    accelerator = make_accelerator(runtime)
     family = family_of(args.model)
     built = build_model(args.model, family, data.class_names, args.image_size, attention, args.seed)
-    model, preprocess = place_model(built, device)
+    model, preprocess = place_model(built, runtime)
     channels_last = preprocess.channels_last
     flops = flop_counts(model, args.image_size)
 
@@ -139,11 +132,14 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
     prepare_seconds = time.perf_counter() - start
 
     result = train_model(
-        model, preprocess, train, validation, config, accelerator, name=args.model, log=say
+        model, preprocess, train, validation, config, accelerator, runtime, name=args.model, log=say
     )
     synchronize(device)
     start = time.perf_counter()
-    logits, _ = predict(result.model, preprocess, test_images, test_labels, config.eval_batch_size)
+    with runtime.autocast():
+        logits, _ = predict(
+            result.model, preprocess, test_images, test_labels, config.eval_batch_size
+        )
     synchronize(device)
     eval_seconds = time.perf_counter() - start
     images = len(train[1])

@@ -29,9 +29,9 @@ from transformers import Trainer, TrainingArguments
 
 from cnnvit.config import TrainConfig
 from cnnvit.data import PreparedData, Split
+from cnnvit.data.preprocess import AugmentConfig
 from cnnvit.measure import PeakMemory, synchronize
 from cnnvit.models import BuiltModel
-from cnnvit.preprocess import AugmentConfig
 
 
 def augment_image(image: Image.Image, rng: random.Random, config: AugmentConfig) -> Image.Image:

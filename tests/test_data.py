@@ -10,7 +10,7 @@ import pytest
 
 from cnnvit.config import DataConfig
 from cnnvit.data import prepare_data
-from cnnvit.models import preset_processor
+from cnnvit.models.build import preset_processor
 
 FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion_mnist"
 
@@ -83,7 +83,7 @@ def _hub_like(splits: dict[str, list]) -> datasets.DatasetDict:
 def test_hub_dataset_path_finds_columns_and_string_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    from cnnvit import data as data_module
+    from cnnvit.data import prepare as data_module
 
     hub = _hub_like({"train": ["cat", "dog", "eel"] * 10, "test": ["dog", "cat", "eel"] * 3})
     monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
@@ -99,7 +99,7 @@ def test_a_lone_or_unlabelled_split_is_never_both_train_and_test(
 ) -> None:
     import datasets
 
-    from cnnvit import data as data_module
+    from cnnvit.data import prepare as data_module
 
     monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
     only_test = _hub_like({"test": ["a", "b"] * 15})

@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from cnnvit.config import TrainConfig
-from cnnvit.models import build_model, preset_processor
-from cnnvit.preprocess import AugmentConfig, BatchPreprocessor, random_affine
-from cnnvit.train import cpu_has_bf16, make_accelerator, train_model
+from cnnvit.data.preprocess import AugmentConfig, BatchPreprocessor, random_affine
+from cnnvit.models.build import build_model, preset_processor
+from cnnvit.runtime import Runtime, cpu_has_bf16, make_accelerator
+from cnnvit.training import train_model
 
 CPU = torch.device("cpu")
 NAMES = [str(i) for i in range(4)]
@@ -100,7 +101,8 @@ def test_a_few_training_steps_lower_the_loss(precision: str, name: str, family: 
         (images, labels),
         (images, labels),
         config,
-        make_accelerator(CPU, precision),
+        make_accelerator(Runtime(CPU, precision, "eager")),
+        Runtime(CPU, precision, "eager"),
         log=lambda _: None,
     )
     history = result.history
@@ -114,9 +116,18 @@ def test_same_seed_same_figures() -> None:
         model = build_model("vit-nano", "vit", NAMES, 16, attention="eager", seed=7).model
         config = TrainConfig(epochs=2, batch_size=16, seed=7)
         preprocess = BatchPreprocessor(preset_processor(16), CPU)
-        accelerator = make_accelerator(CPU, "fp32")
+        runtime = Runtime(CPU, "fp32", "eager")
         data = (images, labels)
-        result = train_model(model, preprocess, data, data, config, accelerator, log=lambda _: None)
+        result = train_model(
+            model,
+            preprocess,
+            data,
+            data,
+            config,
+            make_accelerator(runtime),
+            runtime,
+            log=lambda _: None,
+        )
         runs.append([(h["train_loss"], h["val_loss"], h["val_accuracy"]) for h in result.history])
     assert runs[0] == runs[1]
 

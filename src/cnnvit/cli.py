@@ -118,7 +118,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(_: argparse.Namespace) -> int:
-    from .models import describe_presets
+    from .models.build import describe_presets
 
     rows = describe_presets()
     print(f"{'preset':<16}{'family':<8}{'params':>10}{'MFLOPs/img':>12}  description (at 32 px)")

@@ -16,19 +16,14 @@ import torch
 
 from .config import CompareConfig, DataConfig, build_config
 from .data import PreparedData, prepare_data
+from .data.preprocess import BatchPreprocessor
 from .errors import CnnvitError
-from .evaluate import classification_metrics, inference_cost, paired_comparison, predict
+from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
-from .preprocess import BatchPreprocessor
 from .runs import create_run_dir, write_json
-from .train import (
-    make_accelerator,
-    resolve_attention,
-    resolve_device,
-    resolve_precision,
-    train_model,
-)
+from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
+from .training import train_model
 
 
 def _say(line: str) -> None:
@@ -44,9 +39,8 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
     if settings or config is None:
         base = config.to_dict() if config is not None else {}
         config = build_config({**base, **settings})
-    device = resolve_device(config.train.device)
-    precision = resolve_precision(config.train.precision, device)
-    attention = resolve_attention(config.train.attention, device, precision)
+    runtime = resolve_runtime(config.train.device, config.train.precision, config.train.attention)
+    attention = runtime.attention
     torch.manual_seed(config.train.seed)
 
     data = prepare_data(config.data, config.train.seed)
@@ -59,7 +53,7 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
     }
     run_dir = create_run_dir(config.output, config.models.cnn, config.models.vit)
     try:
-        return _run(config, data, built, run_dir, device, precision, attention)
+        return _run(config, data, built, run_dir, runtime)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # we created it: an incomplete run goes
         raise
@@ -70,10 +64,9 @@ def _run(
     data: PreparedData,
     built: dict[str, BuiltModel],
     run_dir: Path,
-    device: torch.device,
-    precision: str,
-    attention: str,
+    runtime: Runtime,
 ) -> Path:
+    device, precision, attention = runtime.device, runtime.precision, runtime.attention
     # "output" stays what was asked (usually unset), so config.json loads back with --config;
     # where the run went is recorded with the other resolved values.
     resolved = {"device": str(device), "precision": precision, "attention": attention,
@@ -85,13 +78,13 @@ def _run(
         f"{splits['validation']} validation / {splits['test']} test images; "
         f"device {device}, {precision}"
     )
-    accelerator = make_accelerator(device, precision)
+    accelerator = make_accelerator(runtime)
     models: dict[str, dict[str, Any]] = {}
     test_logits: dict[str, torch.Tensor] = {}
     test_labels: torch.Tensor | None = None
     for family, model in built.items():
         result, logits, labels = _train_and_evaluate(
-            model, data, config, accelerator, device, precision, attention, run_dir
+            model, data, config, accelerator, runtime, run_dir
         )
         models[family], test_logits[family] = result, logits
         if test_labels is not None and not torch.equal(test_labels, labels):
@@ -115,32 +108,17 @@ def _run(
     return run_dir
 
 
-def place_model(
-    built: BuiltModel, device: torch.device
-) -> tuple[torch.nn.Module, BatchPreprocessor]:
-    """The model on `device` in its fastest memory format, and its batch preprocessor.
-
-    CNNs run channels_last (oneDNN's and cuDNN's fast convolution layout; MPS gains nothing).
-    """
-    channels_last = built.family == "cnn" and device.type != "mps"
-    model = built.model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model, BatchPreprocessor(built.processor, device, channels_last)
-
-
 def _train_and_evaluate(
     built: BuiltModel,
     data: PreparedData,
     config: CompareConfig,
     accelerator: Any,
-    device: torch.device,
-    precision: str,
-    attention: str,
+    runtime: Runtime,
     run_dir: Path,
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """Train one model, evaluate it on the test split, save it; its metrics.json entry."""
-    model, preprocess = place_model(built, device)
+    device, precision, attention = runtime.device, runtime.precision, runtime.attention
+    model, preprocess = place_model(built, runtime)
     channels_last = preprocess.channels_last
     image_size = processor_image_size(built.processor)
     info = built.info()
@@ -150,13 +128,23 @@ def _train_and_evaluate(
     test_images, test_labels = data.tensors("test", built.processor)
 
     result = train_model(
-        model, preprocess, train, validation, config.train, accelerator, name=built.name, log=_say
+        model,
+        preprocess,
+        train,
+        validation,
+        config.train,
+        accelerator,
+        runtime,
+        name=built.name,
+        log=_say,
     )
-    logits, loss = predict(
-        result.model, preprocess, test_images, test_labels, config.train.eval_batch_size
-    )
+    with runtime.autocast():
+        logits, loss = predict(
+            result.model, preprocess, test_images, test_labels, config.train.eval_batch_size
+        )
     test = classification_metrics(logits, test_labels, data.class_names, loss)
-    cost = inference_cost(result.model, preprocess, test_images, config.train.eval_batch_size)
+    with runtime.autocast():
+        cost = inference_cost(result.model, preprocess, test_images, config.train.eval_batch_size)
 
     plain = accelerator.unwrap_model(result.model)
     plain.save_pretrained(run_dir / built.family)
@@ -211,11 +199,11 @@ def evaluate_saved_model(
     to_model = torch.tensor([model_names.index(name) for name in data.class_names])
     images, labels = data.tensors("test", processor)
     labels = to_model[labels]  # dataset label ids -> the model's label ids
-    torch_device = resolve_device(device)
-    chosen = resolve_precision(precision, torch_device)
-    model = model.to(torch_device).eval()
-    preprocess = BatchPreprocessor(processor, torch_device)
-    with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=chosen == "bf16"):
+    runtime = resolve_runtime(device, precision)
+    model = model.to(runtime.device).eval()
+    preprocess = BatchPreprocessor(processor, runtime.device)
+    chosen = runtime.precision
+    with runtime.autocast():
         logits, loss = predict(model, preprocess, images, labels, batch_size)
     return {
         "model": str(path),

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data.preprocess import BatchPreprocessor
 from .measure import median_seconds
-from .preprocess import BatchPreprocessor
 
 
 @torch.inference_mode()

@@ -3,9 +3,8 @@
 The recipe: AdamW (no weight decay on biases, norms, position embeddings and the class token),
 linear warm-up then cosine decay, label smoothing, gradient clipping, batch-level augmentation
 (preprocess.py). Images stay resident on the device as uint8 and are indexed per step, so there
-is no DataLoader and no per-image work. `Accelerator` places the model and runs mixed precision
-(bf16 autocast on CPUs with bf16 support and on CUDA); multi-device training later shards the
-index permutation per process and otherwise keeps this loop.
+is no DataLoader and no per-image work. `Accelerator` places the model; mixed precision is the
+runtime's autocast (runtime.py: bf16 on CPUs with bf16 support and on CUDA).
 
 Each epoch records train loss/accuracy (measured on the augmented training batches), validation
 loss/accuracy and training seconds (validation excluded). The epoch with the best validation
@@ -25,62 +24,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from .config import TrainConfig
-from .errors import CnnvitError
-from .evaluate import predict
-from .measure import PeakMemory, synchronize
-from .preprocess import AugmentConfig, BatchPreprocessor
-
-
-def cpu_has_bf16() -> bool:
-    """True if oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_device(requested: str) -> torch.device:
-    """auto: CUDA, then Apple MPS, then CPU. An explicit device must exist."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if requested == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
-        raise CnnvitError(f"--device {requested} is not available here: use --device auto or cpu")
-    return torch.device(requested)
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """bf16 where the hardware runs it natively, else fp32 (auto); bf16 on request elsewhere."""
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        # Native bf16 only (Ampere and later): emulated bf16 on older GPUs is slower than fp32.
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return "fp32"
-
-
-def resolve_attention(requested: str, device: torch.device, precision: str) -> str:
-    """The fastest attention measured for the device: on CPUs in bf16, eager beat SDPA by 25%
-    (BENCHMARKS.md); SDPA's fused kernels win on CUDA and in fp32."""
-    if requested != "auto":
-        return requested
-    return "eager" if device.type == "cpu" and precision == "bf16" else "sdpa"
-
-
-def make_accelerator(device: torch.device, precision: str) -> Accelerator:
-    """An Accelerator for this run. Its state is process-wide, so a run asking for another
-    precision than an earlier run in the same process resets it first."""
-    mixed = "bf16" if precision == "bf16" else "no"
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed:
-        AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
+from ..config import TrainConfig
+from ..data.preprocess import AugmentConfig, BatchPreprocessor
+from ..evaluation import predict
+from ..measure import PeakMemory, synchronize
+from ..runtime import Runtime, images_per_second
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -116,6 +67,7 @@ def train_model(
     validation: tuple[torch.Tensor, torch.Tensor],
     config: TrainConfig,
     accelerator: Accelerator,
+    runtime: Runtime,
     name: str = "model",
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -135,6 +87,7 @@ def train_model(
         model = torch.compile(model)
     augment = AugmentConfig(hflip=config.hflip) if config.augment else None
     generator = torch.Generator().manual_seed(config.seed)
+    scaler = runtime.grad_scaler()
 
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
@@ -155,12 +108,15 @@ def train_model(
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
                 x = preprocess(train_x[index], augment, generator)
                 y = train_y[index]
-                logits = model(pixel_values=x).logits.float()
+                with runtime.autocast():
+                    logits = model(pixel_values=x).logits.float()
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                accelerator.backward(loss)
+                accelerator.backward(scaler.scale(loss))
                 if config.grad_clip_norm > 0:
+                    scaler.unscale_(optimizer)
                     accelerator.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 with torch.no_grad():  # plain cross-entropy, comparable with validation loss
@@ -169,7 +125,10 @@ def train_model(
                 bar.update(1)
             synchronize(device)
             seconds = time.perf_counter() - start
-            val_logits, val_loss = predict(model, preprocess, *validation, config.eval_batch_size)
+            with runtime.autocast():
+                val_logits, val_loss = predict(
+                    model, preprocess, *validation, config.eval_batch_size
+                )
             val_accuracy = float((val_logits.argmax(1) == validation[1]).float().mean())
             row = {
                 "epoch": epoch,
@@ -203,7 +162,7 @@ def train_model(
         history=history,
         best_epoch=best_epoch,
         train_seconds=sum(epoch_seconds),
-        train_images_per_second=count / statistics.median(timed),
+        train_images_per_second=images_per_second(count, statistics.median(timed)),
         peak_memory_mb=memory.peak_mb,
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from .report_facts import ROLE, _f1_by_class, _get, _num, _show
+from .facts import ROLE, _f1_by_class, _get, _num, _show
 
 matplotlib.use("Agg")  # no display: must be chosen before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .errors import CnnvitError
+from ..errors import CnnvitError
 
 SIDES = ("cnn", "vit")
 ROLE = {"cnn": "CNN", "vit": "ViT"}

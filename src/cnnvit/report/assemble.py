@@ -21,10 +21,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .errors import CnnvitError
-from .report_facts import ROLE, SIDES, _facts, _get, _load, _num, _ratio, _show, _times
-from .report_figures import _accuracy_vs_cost, _confusions, _learning_curves, _per_class_f1
-from .report_reflection import (
+from ..errors import CnnvitError
+from ..runs import write_atomic
+from .facts import ROLE, SIDES, _facts, _get, _load, _num, _ratio, _show, _times
+from .figures import _accuracy_vs_cost, _confusions, _learning_curves, _per_class_f1
+from .reflection import (
     _accuracy_sentences,
     _caveats,
     _claims,
@@ -32,7 +33,6 @@ from .report_reflection import (
     _overfit_text,
     _speed_text,
 )
-from .runs import write_atomic
 
 CAPTIONS = {
     "learning_curves": "Learning curves: loss (left) and accuracy (right) per epoch; dashed lines "

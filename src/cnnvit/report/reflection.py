@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from .report_facts import ROLE, SIDES, SMALL_DATA, _cap, _f1_by_class, _get, _num, _p, _show, _times
+from .facts import ROLE, SIDES, SMALL_DATA, _cap, _f1_by_class, _get, _num, _p, _show, _times
 
 
 def _accuracy_sentences(f: SimpleNamespace) -> list[str]:

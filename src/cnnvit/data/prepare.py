@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .config import DataConfig
-from .errors import CnnvitError
-from .hub import looks_like_repo_id, require_hub
+from ..config import DataConfig
+from ..errors import CnnvitError
+from ..hub import looks_like_repo_id, require_hub
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 IDX_FILES = {

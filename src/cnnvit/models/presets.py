@@ -1,0 +1,92 @@
+"""The preset table: from-scratch models as transformers configs, in CNN/ViT pairs.
+
+A preset is a transformers config builder keyed by a short name. Pairs have similar parameter
+counts and are built for small images: the ViT cuts 4x4-pixel patches (64 tokens at 32 px) and
+the ConvNeXt uses a 2x2 patchify stem, so neither throws away most of a 32-px input the way an
+ImageNet stem (stride 4 before the first block) would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from transformers import ConvNextConfig, PretrainedConfig, ViTConfig
+
+FAMILIES = ("cnn", "vit")
+# Pixel statistics of the preset processors: inputs scaled to [-1, 1], as the original ViT.
+PRESET_MEAN = (0.5, 0.5, 0.5)
+PRESET_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A from-scratch model: a family, a transformers config builder and its pixel granularity."""
+
+    name: str
+    family: str
+    size: str  # the pair it belongs to: nano, micro, mini
+    stride: int  # the image size must be a multiple of this (patch or stem stride)
+    description: str
+    build_config: Callable[[int], PretrainedConfig]
+
+
+def _vit(hidden: int, layers: int, heads: int, patch: int = 4) -> Callable[[int], ViTConfig]:
+    def build(image_size: int) -> ViTConfig:
+        return ViTConfig(
+            image_size=image_size,
+            patch_size=patch,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * hidden,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-6,
+        )
+
+    return build
+
+
+def _convnext(
+    widths: list[int], depths: list[int], stem: int = 2
+) -> Callable[[int], ConvNextConfig]:
+    def build(image_size: int) -> ConvNextConfig:
+        return ConvNextConfig(
+            image_size=image_size,
+            patch_size=stem,
+            num_stages=len(widths),
+            hidden_sizes=widths,
+            depths=depths,
+        )
+
+    return build
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("convnext-nano", "cnn", "nano", 4,
+               "ConvNeXt, widths 32-64-128, depths 2-2-2, 2x2 stem",
+               _convnext([32, 64, 128], [2, 2, 2])),
+        Preset("vit-nano", "vit", "nano", 4,
+               "ViT, width 96, 4 layers, 2 heads, 4x4 patches", _vit(96, 4, 2)),
+        Preset("convnext-micro", "cnn", "micro", 8,
+               "ConvNeXt, widths 64-128-256, depths 3-3-4, 2x2 stem",
+               _convnext([64, 128, 256], [3, 3, 4])),
+        Preset("vit-micro", "vit", "micro", 4,
+               "ViT, width 192, 6 layers, 3 heads, 4x4 patches", _vit(192, 6, 3)),
+        Preset("convnext-mini", "cnn", "mini", 8,
+               "ConvNeXt, widths 96-192-384, depths 3-3-4, 2x2 stem",
+               _convnext([96, 192, 384], [3, 3, 4])),
+        Preset("vit-mini", "vit", "mini", 4,
+               "ViT, width 256, 8 layers, 4 heads, 4x4 patches", _vit(256, 8, 4)),
+    ]
+}  # fmt: skip
+
+
+def default_pair_for(size: str) -> tuple[str, str]:
+    """The (cnn, vit) preset names of one size."""
+    cnn = next(p.name for p in PRESETS.values() if p.size == size and p.family == "cnn")
+    vit = next(p.name for p in PRESETS.values() if p.size == size and p.family == "vit")
+    return cnn, vit
