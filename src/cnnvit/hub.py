@@ -1,44 +1,60 @@
 """Reaching the Hugging Face hub, or saying quickly and plainly that it cannot be reached.
 
 `from_pretrained` and `load_dataset` retry for half a minute when there is no network. Before
-either goes to the hub we open one TCP connection to the hub's host with a short timeout, so an
-offline user gets a one-line answer in seconds. `HF_HUB_OFFLINE=1` skips the probe: the libraries
-then read their local cache, which is how a user works offline with models they already have.
+either goes to the hub we send one HEAD request to the hub endpoint through huggingface_hub's own
+HTTP session (so `HTTPS_PROXY` and `HF_ENDPOINT` mirrors work as they do for every download) with
+a short timeout, so an offline user gets a one-line answer in seconds. In offline mode
+(`HF_HUB_OFFLINE=1` or `TRANSFORMERS_OFFLINE=1`, as huggingface_hub reads them) nothing goes to
+the network at all: the libraries then read their local cache. Repository ids are checked with
+huggingface_hub's validator, the same rules the hub applies (`my--model` is refused).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import socket
-from urllib.parse import urlparse
+
+from huggingface_hub import constants
+from huggingface_hub.utils import HFValidationError, get_session, validate_repo_id
 
 from .errors import CnnvitError
 
-# owner/name or name: what the hub accepts as a repository id.
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")
-
 
 def looks_like_repo_id(name: str) -> bool:
-    """True if `name` has the form of a hub repository id (no path-like prefix)."""
-    return bool(_REPO_ID.match(name)) and not name.startswith((".", "~"))
+    """True if `name` is a valid hub repository id (`name` or `owner/name`)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def offline_mode() -> bool:
-    """True when the user asked the Hugging Face libraries to stay offline."""
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    """True when the user asked the Hugging Face libraries to stay offline.
+
+    huggingface_hub folds `HF_HUB_OFFLINE` and `TRANSFORMERS_OFFLINE` into one flag when it is
+    imported; transformers and datasets obey that same flag, so cnnvit asks it rather than the
+    environment, and agrees with them by construction.
+    """
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_endpoint() -> str:
+    """The hub endpoint: `HF_ENDPOINT` (a mirror) or huggingface.co."""
+    # Read at call time too, so a mirror set after huggingface_hub was imported is probed.
+    return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
 
 
 def hub_reachable(timeout_seconds: float = 3.0) -> bool:
-    """One TCP connection to the hub endpoint; False on any failure within the timeout."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    """One HEAD request to the hub endpoint; False on any failure within the timeout.
+
+    Any HTTP answer (even an error status) means the hub can be reached. Never called in
+    offline mode.
+    """
     try:
-        with socket.create_connection((parsed.hostname or "", port), timeout=timeout_seconds):
-            return True
-    except OSError:
+        get_session().head(hub_endpoint(), timeout=timeout_seconds)
+    except Exception:  # noqa: BLE001 - any transport, proxy or TLS failure means "not reachable"
         return False
+    return True
 
 
 def require_hub(kind: str, name: str, suggestion: str) -> None:
@@ -47,6 +63,7 @@ def require_hub(kind: str, name: str, suggestion: str) -> None:
         return
     if not hub_reachable():
         raise CnnvitError(
-            f"cannot reach the Hugging Face hub to download {kind} '{name}' (no network?): "
-            f"{suggestion}, or set HF_HUB_OFFLINE=1 to use a copy already in your cache"
+            f"cannot reach the Hugging Face hub at {hub_endpoint()} to download {kind} "
+            f"'{name}' (no network?): {suggestion}, or set HF_HUB_OFFLINE=1 to use a copy "
+            "already in your cache"
         )
