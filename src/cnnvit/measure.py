@@ -4,7 +4,6 @@ FLOP/s peaks, and the environment recorded beside every figure.
 
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import subprocess
@@ -15,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 
@@ -42,16 +42,12 @@ def median_seconds(
     return statistics.median(times)
 
 
-def _rss_bytes() -> int:
-    """Resident memory of this process (Linux /proc; ru_maxrss elsewhere)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
+_PROCESS = psutil.Process()
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if platform.system() == "Darwin" else peak * 1024
+
+def _rss_bytes() -> int:
+    """Resident memory of this process now, in bytes (psutil: Linux, macOS and Windows alike)."""
+    return _PROCESS.memory_info().rss
 
 
 class PeakMemory:
@@ -120,6 +116,7 @@ def git_commit() -> str | None:
 
 
 def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else what platform reports)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
