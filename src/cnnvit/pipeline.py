@@ -1,17 +1,23 @@
 """The orchestrator: the one place that knows the order of the stages.
 
 config -> data -> models -> train -> evaluate -> run directory -> report. Each stage is a
-function over plain objects; this module only wires them together and records what they
-measured. `compare()` is the Python API behind `cnnvit compare`.
+function over plain objects; this module wires them together and hands every result to the
+run writer as soon as it exists. `compare()` is the Python API behind `cnnvit compare`.
+
+Nothing finished is lost: if anything fails or is interrupted (Ctrl-C) after a model has
+finished, the run directory is kept with that model, its metrics and predictions, and run.json
+says `failed` or `interrupted`; only a directory holding nothing finished is removed.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import CompareConfig, DataConfig, build_config
@@ -21,7 +27,8 @@ from .errors import CnnvitError
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
-from .runs import create_run_dir, write_json
+from .report import build_report
+from .runs import RunWriter, create_run_dir, load_run
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import train_model
 
@@ -40,72 +47,94 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
         base = config.to_dict() if config is not None else {}
         config = build_config({**base, **settings})
     runtime = resolve_runtime(config.train.device, config.train.precision, config.train.attention)
-    attention = runtime.attention
-    torch.manual_seed(config.train.seed)
-
-    data = prepare_data(config.data, config.train.seed)
+    started = time.perf_counter()
+    data = prepare_data(config.data)
     # Models are built before the run directory exists, so a bad name creates nothing.
     built = {
         family: build_model(
-            spec, family, data.class_names, config.models.image_size, attention, config.train.seed
+            spec,
+            family,
+            data.class_names,
+            config.models.image_size,
+            runtime.attention,
+            config.train.seed,
         )
         for family, spec in (("cnn", config.models.cnn), ("vit", config.models.vit))
     }
+    prepare_seconds = time.perf_counter() - started
     run_dir = create_run_dir(config.output, config.models.cnn, config.models.vit)
+    writer: RunWriter | None = None
     try:
-        return _run(config, data, built, run_dir, runtime)
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)  # we created it: an incomplete run goes
+        # "output" stays what was asked (usually unset), so run.json's config loads back with
+        # --config; where the run went is recorded with the other resolved values.
+        manifest = {**data.manifest(config.data), "train_seed": config.train.seed}
+        writer = RunWriter(
+            run_dir,
+            config=config.to_dict(),
+            resolved={**runtime.describe(), "run_dir": str(run_dir)},
+            environment=environment(runtime.device),
+            dataset=data.summary(),
+            manifest=manifest,
+            models={family: model.info() for family, model in built.items()},
+        )
+        writer.update("timings", {"prepare_seconds": prepare_seconds})
+        _run(config, data, built, writer, runtime)
+        writer.finish(_comparison(run_dir), {"total_seconds": time.perf_counter() - started})
+    except BaseException as err:
+        _salvage(run_dir, writer, err)
         raise
+    build_report(run_dir)  # reads the finished run directory only
+    return run_dir
+
+
+def _salvage(run_dir: Path, writer: RunWriter | None, err: BaseException) -> None:
+    """Keep a run that holds finished work (marked failed or interrupted); remove the rest."""
+    if writer is None or not writer.has_finished_work():
+        shutil.rmtree(run_dir, ignore_errors=True)  # we created it and nothing in it finished
+        return
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    writer.abort(status, reason if status == "failed" else "interrupted by the user")
+    kept = " and ".join(writer.finished_models())
+    _say(
+        f"cnnvit: run {status}; kept the finished {kept} model in {run_dir} "
+        f"(`cnnvit report {run_dir}` shows what it holds)"
+    )
+
+
+def _comparison(run_dir: Path) -> dict[str, Any]:
+    """McNemar counts of the two models' saved test predictions, read back from disk."""
+    run = load_run(run_dir)
+    cnn, vit = run.models["cnn"].predictions(), run.models["vit"].predictions()
+    if not (np.array_equal(cnn.ids, vit.ids) and np.array_equal(cnn.labels, vit.labels)):
+        raise CnnvitError("the two models' test splits differ (unreadable images?): cannot compare")
+    return paired_comparison(
+        torch.from_numpy(cnn.logits), torch.from_numpy(vit.logits), torch.from_numpy(cnn.labels)
+    )
 
 
 def _run(
     config: CompareConfig,
     data: PreparedData,
     built: dict[str, BuiltModel],
-    run_dir: Path,
+    writer: RunWriter,
     runtime: Runtime,
-) -> Path:
-    device, precision, attention = runtime.device, runtime.precision, runtime.attention
-    # "output" stays what was asked (usually unset), so config.json loads back with --config;
-    # where the run went is recorded with the other resolved values.
-    resolved = {"device": str(device), "precision": precision, "attention": attention,
-                "run_dir": str(run_dir)}  # fmt: skip
-    write_json(run_dir / "config.json", {**config.to_dict(), "resolved": resolved})
+) -> None:
     splits = data.summary()["splits"]
     _say(
         f"dataset {data.name}: {data.num_classes} classes, {splits['train']} train / "
         f"{splits['validation']} validation / {splits['test']} test images; "
-        f"device {device}, {precision}"
+        f"device {runtime.device}, {runtime.precision}"
     )
     accelerator = make_accelerator(runtime)
-    models: dict[str, dict[str, Any]] = {}
-    test_logits: dict[str, torch.Tensor] = {}
-    test_labels: torch.Tensor | None = None
-    for family, model in built.items():
-        result, logits, labels = _train_and_evaluate(
-            model, data, config, accelerator, runtime, run_dir
-        )
-        models[family], test_logits[family] = result, logits
-        if test_labels is not None and not torch.equal(test_labels, labels):
-            raise CnnvitError(
-                "the two models' test splits differ (unreadable images?): cannot compare"
-            )
-        test_labels = labels
-        _say(f"[{model.name}] test accuracy {result['test']['accuracy']:.4f}")
-    assert test_labels is not None
-    metrics = {
-        "dataset": data.summary(),
-        "models": models,
-        "comparison": paired_comparison(test_logits["cnn"], test_logits["vit"], test_labels),
-        "environment": environment(device),
-    }
-    write_json(run_dir / "metrics.json", metrics)
-    from .report import build_report
-
-    report = build_report(run_dir)
-    _say(f"report: {report}")
-    return run_dir
+    for family in list(built):
+        model = built[family]
+        _train_and_evaluate(model, data, config, accelerator, runtime, writer)
+        accuracy = writer.model(family)["test"]["accuracy"]
+        _say(f"[{model.name}] test accuracy {accuracy:.4f}")
+        # Free the first model before the second trains: the run keeps it on disk.
+        del built[family], model
+        accelerator.free_memory()
 
 
 def _train_and_evaluate(
@@ -114,54 +143,42 @@ def _train_and_evaluate(
     config: CompareConfig,
     accelerator: Any,
     runtime: Runtime,
-    run_dir: Path,
-) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    """Train one model, evaluate it on the test split, save it; its metrics.json entry."""
-    device, precision, attention = runtime.device, runtime.precision, runtime.attention
+    writer: RunWriter,
+) -> None:
+    """Train one model, evaluate it on the test split, and hand everything to the writer."""
+    family = built.family
     model, preprocess = place_model(built, runtime)
-    channels_last = preprocess.channels_last
     image_size = processor_image_size(built.processor)
-    info = built.info()
-    info["flops_per_image"] = count_flops(model, image_size)
+    flops = count_flops(model, image_size)
+    writer.model_started(family, flops_per_image=flops, image_size=image_size)
     train = data.tensors("train", built.processor)
     validation = data.tensors("validation", built.processor)
     test_images, test_labels = data.tensors("test", built.processor)
+    test_ids = data.example_ids("test", built.processor)
 
     result = train_model(
-        model,
-        preprocess,
-        train,
-        validation,
-        config.train,
-        accelerator,
-        runtime,
-        name=built.name,
-        log=_say,
-    )
+        model, preprocess, train, validation, config.train, accelerator, runtime,
+        name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),
+    )  # fmt: skip
     with runtime.autocast():
         logits, loss = predict(
             result.model, preprocess, test_images, test_labels, config.train.eval_batch_size
         )
-    test = classification_metrics(logits, test_labels, data.class_names, loss)
-    with runtime.autocast():
         cost = inference_cost(result.model, preprocess, test_images, config.train.eval_batch_size)
-
+    test = classification_metrics(logits, test_labels, data.class_names, loss)
     plain = accelerator.unwrap_model(result.model)
-    plain.save_pretrained(run_dir / built.family)
-    built.processor.save_pretrained(run_dir / built.family)
-    info.update({
-        "image_size": image_size,
-        "history": result.history,
+    results = {
         "best_epoch": result.best_epoch,
+        "history": result.history,
         "training": {
             "lr": config.train.lr,
             "epochs": config.train.epochs,
             "batch_size": config.train.batch_size,
-            "precision": precision,
-            "memory_format": "channels_last" if channels_last else "contiguous",
-            "attention": attention if built.family == "vit" else None,
+            "precision": runtime.precision,
+            "memory_format": "channels_last" if preprocess.channels_last else "contiguous",
+            "attention": runtime.attention if family == "vit" else None,
             "compiled": config.train.compile,
-            "device": str(device),
+            "device": str(runtime.device),
         },
         "test": test,
         "efficiency": {
@@ -170,44 +187,74 @@ def _train_and_evaluate(
             **cost,
             "peak_memory_mb": result.peak_memory_mb,
         },
-    })  # fmt: skip
-    return info, logits, test_labels
+    }
+
+    def save(folder: Path) -> None:
+        plain.save_pretrained(folder)
+        built.processor.save_pretrained(folder)
+
+    writer.model_finished(
+        family, results, save, logits.numpy(), test_labels.numpy(), np.asarray(test_ids)
+    )
 
 
 def evaluate_saved_model(
-    model_dir: str | Path, data_config: DataConfig | None = None, seed: int = 0,
-    batch_size: int = 512, device: str = "auto", precision: str = "auto",
-) -> dict[str, Any]:  # fmt: skip
-    """Test-split metrics of a saved model (a run's cnn/ or vit/ folder, or any saved model)."""
+    model_dir: str | Path,
+    data_config: DataConfig | None = None,
+    batch_size: int = 512,
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """Test-split metrics of a saved model: a run's cnn/ or vit/ folder, or any saved model.
+
+    A folder inside a run directory is evaluated on that run's own test split (its config and
+    split seed) unless `data_config` says otherwise; the result then also says whether its
+    predictions match the ones the run saved.
+    """
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     path = Path(model_dir).expanduser()
     if not (path / "config.json").is_file():
         raise CnnvitError(f"{path} is not a saved model folder (no config.json)")
+    run = load_run(path.parent) if (path.parent / "run.json").is_file() else None
+    if data_config is None:
+        data_config = run.config.data if run is not None else DataConfig()
     try:
         model = AutoModelForImageClassification.from_pretrained(path)
         processor = AutoImageProcessor.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise CnnvitError(f"cannot load the model in {path}: {str(err).splitlines()[0]}") from None
-    data = prepare_data(data_config or DataConfig(), seed)
+    data = prepare_data(data_config)
     model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if sorted(model_names) != sorted(data.class_names):
         raise CnnvitError(
             f"the model's classes ({', '.join(model_names[:5])}...) are not the dataset's "
             f"({', '.join(data.class_names[:5])}...): evaluate it on the dataset it was trained for"
         )
-    to_model = torch.tensor([model_names.index(name) for name in data.class_names])
     images, labels = data.tensors("test", processor)
-    labels = to_model[labels]  # dataset label ids -> the model's label ids
+    labels = label_remap(data.class_names, model_names)[labels]  # dataset ids -> model ids
     runtime = resolve_runtime(device, precision)
     model = model.to(runtime.device).eval()
     preprocess = BatchPreprocessor(processor, runtime.device)
-    chosen = runtime.precision
     with runtime.autocast():
         logits, loss = predict(model, preprocess, images, labels, batch_size)
-    return {
+    result: dict[str, Any] = {
         "model": str(path),
         "dataset": data.name,
-        "precision": chosen,
+        "precision": runtime.precision,
         "test": classification_metrics(logits, labels, model_names, loss),
     }
+    family = path.name
+    if run is not None and family in run.complete_models and data_config == run.config.data:
+        saved = run.models[family].predictions()
+        ids = data.example_ids("test", processor)
+        same_images = np.array_equal(saved.ids, ids)
+        agree = float((saved.predicted == logits.argmax(1).numpy()).mean()) if same_images else None
+        result["run"] = {"path": str(run.path), "same_test_images": same_images,
+                         "prediction_agreement": agree}  # fmt: skip
+    return result
+
+
+def label_remap(dataset_names: list[str], model_names: list[str]) -> torch.Tensor:
+    """Index tensor mapping dataset label ids to the model's label ids, matched by name."""
+    return torch.tensor([model_names.index(name) for name in dataset_names])

@@ -1,26 +1,28 @@
-"""Dataset preparation: load a source as HF `datasets`, split it, decode each image once.
+"""Dataset preparation: split a source, keep example ids, decode each image once.
 
-Sources: `digits` (scikit-learn's 8x8 digits, offline), a folder of MNIST-style IDX files, a
-folder with one subfolder per class (the `imagefolder` builder), or any hub dataset id. Every
-source becomes a `datasets.DatasetDict` with an image column and a label column; splits are
-stratified and seeded, and a source's own test/validation splits are kept.
+Every source (sources.py) becomes a `datasets.DatasetDict`. Splits are stratified and seeded by
+the *split seed*, which is separate from the training seed, so repeated training seeds are compared
+on the same test images; a source's own test/validation splits are kept. Each example carries an
+id: its position in the source's splits taken in order (the first split's rows, then the next
+split's), so a run's manifest and predictions name the same images on any machine.
+
+Training subsets (`max_train_samples`, `train_fraction`) are prefixes of one seeded, stratified
+order of the training split, so a smaller subset is always contained in every larger one with the
+same split seed (nested data-efficiency curves).
 
 Images are decoded and resized once per model input geometry, by that model's own image
 processor with rescaling and normalisation turned off, into a uint8 tensor (N, 3, H, W).
-Rescaling, normalisation and augmentation happen later on whole batches (see train.py), so the
+Rescaling, normalisation and augmentation happen later on whole batches (preprocess.py), so the
 training loop never touches PIL.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
-import struct
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -30,26 +32,19 @@ from PIL import Image, UnidentifiedImageError
 
 from ..config import DataConfig
 from ..errors import CnnvitError
-from ..hub import looks_like_repo_id, require_hub
+from .sources import find_columns, load_source
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-_LABEL_NAMES = ("label", "labels", "fine_label", "target", "class", "category")
-_IMAGE_NAMES = ("image", "img", "images", "pixel_values", "picture")
 _DECODE_CHUNK = 512  # images per image-processor call: bounds memory of the PIL list
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
 class Split:
-    """One split: undecoded images (a `datasets.Dataset`) and integer labels."""
+    """One split: undecoded images (a `datasets.Dataset`), integer labels and example ids."""
 
     dataset: datasets.Dataset
     labels: np.ndarray  # (N,) int64
+    ids: np.ndarray  # (N,) int64, position in the source (see module docstring)
 
 
 @dataclass
@@ -60,8 +55,9 @@ class PreparedData:
     class_names: list[str]
     image_column: str
     splits: dict[str, Split]
+    source_splits: dict[str, int] = field(default_factory=dict)  # source split -> row count
     unreadable: dict[str, int] = field(default_factory=dict)
-    _cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(
+    _cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
 
@@ -70,7 +66,7 @@ class PreparedData:
         return len(self.class_names)
 
     def summary(self) -> dict[str, Any]:
-        """The dataset block of metrics.json."""
+        """The dataset block of run.json."""
         return {
             "name": self.name,
             "num_classes": self.num_classes,
@@ -83,11 +79,21 @@ class PreparedData:
             "unreadable_images": dict(self.unreadable),
         }
 
-    def tensors(self, split: str, processor: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images (N, 3, H, W) resized as `processor` does, and int64 labels (N,).
+    def manifest(self, config: DataConfig) -> dict[str, Any]:
+        """Which example ids went to train, validation and test, and what chose them."""
+        return {
+            "dataset": self.name,
+            "split_seed": config.split_seed,
+            "train_fraction": config.train_fraction,
+            "max_train_samples": config.max_train_samples,
+            "max_eval_samples": config.max_eval_samples,
+            "validation_fraction": config.validation_fraction,
+            "test_fraction": config.test_fraction,
+            "source_splits": dict(self.source_splits),
+            "ids": {name: split.ids.tolist() for name, split in self.splits.items()},
+        }
 
-        Decoded once per (split, geometry); two models with the same geometry share it.
-        """
+    def _decoded(self, split: str, processor: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         key = (split, geometry_key(processor))
         if key not in self._cache:
             part = self.splits[split]
@@ -97,11 +103,24 @@ class PreparedData:
                 self.unreadable[split] = dropped
                 warnings.warn(
                     f"{dropped} of {len(keep)} {split} images could not be read and were skipped",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             labels = torch.from_numpy(part.labels[keep].astype(np.int64))
-            self._cache[key] = (images, labels)
+            self._cache[key] = (images, labels, part.ids[keep])
         return self._cache[key]
+
+    def tensors(self, split: str, processor: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (N, 3, H, W) resized as `processor` does, and int64 labels (N,).
+
+        Decoded once per (split, geometry); two models with the same geometry share it.
+        Unreadable images are skipped (and counted), so N may be below the split's size.
+        """
+        images, labels, _ = self._decoded(split, processor)
+        return images, labels
+
+    def example_ids(self, split: str, processor: Any) -> np.ndarray:
+        """The ids (N,) of the images `tensors(split, processor)` returns, in the same order."""
+        return self._decoded(split, processor)[2]
 
 
 def geometry_key(processor: Any) -> str:
@@ -169,203 +188,7 @@ def decode_images(
     return torch.from_numpy(np.concatenate(chunks)), keep
 
 
-# --- sources ------------------------------------------------------------------------------
-
-
-def _digits() -> datasets.DatasetDict:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    # 8x8 intensities 0..16 -> 0..255 grayscale uint8.
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
-    return _arrays_to_dataset({"train": (images, bunch.target)}, [str(i) for i in range(10)])
-
-
-def _arrays_to_dataset(
-    parts: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]
-) -> datasets.DatasetDict:
-    """In-memory uint8 image arrays (N, H, W) as a DatasetDict, without PNG-encoding them."""
-    out = {}
-    for split, (images, labels) in parts.items():
-        height, width = images.shape[1:3]
-        features = datasets.Features(
-            {
-                "image": datasets.Array2D(shape=(height, width), dtype="uint8"),
-                "label": datasets.ClassLabel(names=class_names),
-            }
-        )
-        out[split] = datasets.Dataset.from_dict(
-            {"image": list(images), "label": labels.astype(np.int64)}, features=features
-        )
-    return datasets.DatasetDict(out)
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (MNIST format), gzipped or not, as a numpy array."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-        if zero != 0 or dtype_code != 0x08:
-            raise ValueError("not an unsigned-byte IDX file")
-        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-        return array.reshape(shape)
-    except (OSError, ValueError, struct.error, EOFError) as err:
-        raise CnnvitError(f"cannot read IDX file {path}: {err}") from None
-
-
-def find_idx_files(folder: Path) -> dict[str, Path] | None:
-    """The four MNIST-style files in `folder` (with or without .gz), or None if any is missing."""
-    found = {}
-    for key, stem in IDX_FILES.items():
-        for candidate in (folder / stem, folder / f"{stem}.gz"):
-            if candidate.is_file():
-                found[key] = candidate
-                break
-        else:
-            # Some copies use a dot before "idx" (train-images.idx3-ubyte).
-            dotted = [
-                folder / stem.replace("-idx", ".idx"),
-                folder / f"{stem.replace('-idx', '.idx')}.gz",
-            ]
-            match = next((c for c in dotted if c.is_file()), None)
-            if match is None:
-                return None
-            found[key] = match
-    return found
-
-
-def _idx_folder(folder: Path) -> datasets.DatasetDict:
-    files = find_idx_files(folder)
-    assert files is not None
-    parts = {}
-    for split in ("train", "test"):
-        images = _read_idx(files[f"{split}_images"])
-        labels = _read_idx(files[f"{split}_labels"]).astype(np.int64)
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise CnnvitError(
-                f"IDX files in {folder} disagree: {len(images)} images, {len(labels)} labels"
-            )
-        parts[split] = (images, labels)
-    values = np.unique(np.concatenate([parts["train"][1], parts["test"][1]]))
-    num_classes = len(values)  # labels need not start at 0 (EMNIST letters use 1..26)
-    parts = {k: (images, np.searchsorted(values, y)) for k, (images, y) in parts.items()}
-    names_file = folder / "classes.txt"
-    if names_file.is_file():
-        names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-        if len(names) != num_classes:
-            raise CnnvitError(
-                f"{names_file} names {len(names)} classes but the labels hold {num_classes}: "
-                "give one class name per line"
-            )
-    else:
-        names = _known_idx_names(folder, num_classes)
-    return _arrays_to_dataset(parts, names)
-
-
-def _known_idx_names(folder: Path, num_classes: int) -> list[str]:
-    """Fashion-MNIST's class names when the folder is named so; digits otherwise."""
-    fashion = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
-    if "fashion" in folder.name.lower() and num_classes == 10:
-        return fashion
-    return [str(i) for i in range(num_classes)]
-
-
-def _image_folder(folder: Path) -> datasets.DatasetDict:
-    """A folder with one subfolder per class (optionally inside train/ and test/ folders)."""
-    split_dirs = [d for d in ("train", "test", "validation") if (folder / d).is_dir()]
-    class_root = folder / "train" if "train" in split_dirs else folder
-    classes = sorted(
-        d.name for d in class_root.iterdir() if d.is_dir() and not d.name.startswith(".")
-    )
-    if not classes:
-        raise CnnvitError(
-            f"{folder} has no class subfolders: "
-            "put each class's images in a subfolder named after it"
-        )
-    if len(classes) < 2:
-        raise CnnvitError(
-            f"{folder} has one class ('{classes[0]}'): a classifier needs at least two"
-        )
-    counts = {
-        name: sum(1 for p in (class_root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        for name in classes
-    }
-    empty = [name for name, count in counts.items() if count == 0]
-    if empty:
-        raise CnnvitError(f"class folder(s) {', '.join(empty)} in {class_root} hold no image files")
-    try:
-        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder))
-    except Exception as err:  # the builder's errors vary by version; all mean a bad folder
-        raise CnnvitError(
-            f"cannot read image folder {folder}: {str(err).splitlines()[0]}"
-        ) from None
-    return loaded
-
-
-def _hub(name: str, config: DataConfig) -> datasets.DatasetDict:
-    require_hub("dataset", name, "use --dataset digits, a local image folder or IDX files")
-    try:
-        loaded = datasets.load_dataset(name)
-    except Exception as err:  # network, missing repo, gated repo, bad builder: one line each
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CnnvitError(f"cannot load hub dataset '{name}': {first}") from None
-    if not isinstance(loaded, datasets.DatasetDict):
-        loaded = datasets.DatasetDict({"train": loaded})
-    return loaded
-
-
-def load_source(config: DataConfig) -> tuple[datasets.DatasetDict, str]:
-    """Load `config.dataset` as a DatasetDict; returns it and a display name."""
-    spec = config.dataset
-    if spec == "digits":
-        return _digits(), "digits"
-    path = Path(spec).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise CnnvitError(
-                f"--dataset {spec} is a file: give a folder of class subfolders or IDX files"
-            )
-        if find_idx_files(path) is not None:
-            return _idx_folder(path), path.name
-        return _image_folder(path), path.name
-    if spec.startswith((".", "/", "~")) or not looks_like_repo_id(spec):
-        raise CnnvitError(
-            f"dataset '{spec}' not found: give 'digits', an existing folder or a hub dataset id"
-        )
-    return _hub(spec, config), spec
-
-
-# --- columns, labels and splits -----------------------------------------------------------
-
-
-def find_columns(dataset: datasets.Dataset, config: DataConfig) -> tuple[str, str]:
-    """The image and label column names: given ones, else found by feature type and name."""
-    features = dataset.features
-    for given, kind in ((config.image_column, "image"), (config.label_column, "label")):
-        if given is not None and given not in features:
-            raise CnnvitError(
-                f"--{kind}-column '{given}' is not a column of this dataset: "
-                f"it has {', '.join(features)}"
-            )
-    image = config.image_column or next(
-        (n for n, f in features.items() if isinstance(f, datasets.Image)),
-        next((n for n in _IMAGE_NAMES if n in features), None),
-    )
-    label = config.label_column or next(
-        (n for n, f in features.items() if isinstance(f, datasets.ClassLabel)),
-        next((n for n in _LABEL_NAMES if n in features), None),
-    )
-    if image is None or label is None:
-        missing = "image" if image is None else "label"
-        raise CnnvitError(
-            f"no {missing} column found among {', '.join(features)}: "
-            f"name it with --{missing}-column"
-        )
-    return image, label
+# --- labels and splits ---------------------------------------------------------------------
 
 
 def _labels_and_names(
@@ -390,18 +213,14 @@ def _natural_key(text: str) -> tuple[int, Any]:
 
 
 def _stratified_take(
-    labels: np.ndarray, fraction_or_count: float | int, seed: int, what: str, names: list[str]
+    labels: np.ndarray, fraction: float, seed: int, what: str, names: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (taken, rest): a seeded stratified sample of `labels`, with clear errors."""
     from sklearn.model_selection import train_test_split
 
     counts = Counter(labels.tolist())
     present = len(counts)
-    take = (
-        int(fraction_or_count)
-        if isinstance(fraction_or_count, int)
-        else int(round(len(labels) * fraction_or_count))
-    )
+    take = int(round(len(labels) * fraction))
     smallest_class, smallest = min(counts.items(), key=lambda kv: kv[1])
     if smallest < 2:
         raise CnnvitError(
@@ -420,10 +239,45 @@ def _stratified_take(
     return np.sort(taken), np.sort(rest)
 
 
-def prepare_data(config: DataConfig, seed: int) -> PreparedData:
-    """Load, check and split the dataset; images stay undecoded until `tensors()`."""
+def nested_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded order of `labels`' indices whose every prefix is stratified.
+
+    Within each class the indices are shuffled; an index of rank r in a class of n gets the key
+    (r + 0.5) / n, and the order sorts by key (ties broken by a seeded draw). Any prefix of k
+    indices then holds each class within one image of its share, and the first k of the order
+    are contained in the first k' for every k' > k: subsets are nested.
+    """
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    for klass in np.unique(labels):
+        members = np.flatnonzero(labels == klass)
+        members = members[rng.permutation(len(members))]
+        keys[members] = (np.arange(len(members)) + 0.5) / len(members)
+    ties = rng.random(len(labels))
+    return np.lexsort((ties, keys))
+
+
+def _subset(part: Split, count: int, seed: int, what: str, num_classes: int) -> Split:
+    """The first `count` examples of the split's nested stratified order."""
+    if count >= len(part.labels):
+        return part
+    if count < len(np.unique(part.labels)):
+        raise CnnvitError(
+            f"{what} of {count} image(s) cannot hold every one of {num_classes} classes: "
+            "raise --max-train-samples/--train-fraction (or --max-eval-samples)"
+        )
+    taken = np.sort(nested_order(part.labels, seed)[:count])
+    return Split(part.dataset.select(taken), part.labels[taken], part.ids[taken])
+
+
+def prepare_data(config: DataConfig) -> PreparedData:
+    """Load, check and split the dataset by `config.split_seed`; images stay undecoded."""
     loaded, name = load_source(config)
+    seed = config.split_seed
     split_names = {s.lower(): s for s in loaded}
+    source_sizes = {s: len(d) for s, d in loaded.items()}
+    offsets = dict(zip(loaded, np.cumsum([0, *source_sizes.values()])[:-1].tolist(), strict=True))
+    ids = {s: np.arange(n, dtype=np.int64) + offsets[s] for s, n in source_sizes.items()}
     image_column, label_column = find_columns(loaded[next(iter(loaded))], config)
     labels, class_names = _labels_and_names(loaded, label_column)
     for split, values in list(labels.items()):
@@ -438,14 +292,14 @@ def prepare_data(config: DataConfig, seed: int) -> PreparedData:
         raise CnnvitError(f"dataset '{name}' has no labelled split: every label is missing (-1)")
     if len(class_names) < 2:
         raise CnnvitError(f"dataset '{name}' has one class: a classifier needs at least two")
-    keep_columns = [image_column]
-    tables = {s: d.select_columns(keep_columns) for s, d in loaded.items()}
+    tables = {s: d.select_columns([image_column]) for s, d in loaded.items()}
     if isinstance(next(iter(tables.values())).features[image_column], datasets.Image):
         # Keep encoded bytes: decode_images opens each image itself, so unreadable ones are
         # counted and skipped instead of stopping the run.
         tables = {
             s: d.cast_column(image_column, datasets.Image(decode=False)) for s, d in tables.items()
         }
+    parts = {s: Split(tables[s], labels[s], ids[s]) for s in tables}
 
     test_key = next((split_names[k] for k in ("test", "testing") if k in split_names), None)
     val_key = next(
@@ -458,41 +312,51 @@ def prepare_data(config: DataConfig, seed: int) -> PreparedData:
         # A split used for training is never also the test or validation split.
         test_key = None if test_key == train_key else test_key
         val_key = None if val_key == train_key else val_key
-    train, train_labels = tables[train_key], labels[train_key]
+    train = parts[train_key]
     if test_key is None:
-        test_idx, rest = _stratified_take(
-            train_labels, config.test_fraction, seed, "a test split", class_names
+        taken, rest = _stratified_take(
+            train.labels, config.test_fraction, seed, "a test split", class_names
         )
-        test, test_labels = train.select(test_idx), train_labels[test_idx]
-        train, train_labels = train.select(rest), train_labels[rest]
+        test, train = _select(train, taken), _select(train, rest)
     else:
-        test, test_labels = tables[test_key], labels[test_key]
+        test = parts[test_key]
     if val_key is None:
-        val_idx, rest = _stratified_take(
-            train_labels, config.validation_fraction, seed + 1, "a validation split", class_names
+        taken, rest = _stratified_take(
+            train.labels, config.validation_fraction, seed + 1, "a validation split", class_names
         )
-        val, val_labels = train.select(val_idx), train_labels[val_idx]
-        train, train_labels = train.select(rest), train_labels[rest]
+        val, train = _select(train, taken), _select(train, rest)
     else:
-        val, val_labels = tables[val_key], labels[val_key]
+        val = parts[val_key]
 
-    splits = {"train": Split(train, train_labels), "validation": Split(val, val_labels),
-              "test": Split(test, test_labels)}  # fmt: skip
-    limits = {"train": config.max_train_samples, "validation": config.max_eval_samples,
-              "test": config.max_eval_samples}  # fmt: skip
-    for key, limit in limits.items():
-        part = splits[key]
-        if limit is not None and limit < len(part.labels):
-            taken, _ = _stratified_take(
-                part.labels, int(limit), seed + 2, f"a {limit}-image {key} subset", class_names
+    n_classes = len(class_names)
+    train_count = len(train.labels)
+    if config.max_train_samples is not None:
+        train_count = min(train_count, config.max_train_samples)
+    train_count = int(round(train_count * config.train_fraction))
+    splits = {
+        "train": _subset(train, train_count, seed + 2, "a training subset", n_classes),
+        "validation": val,
+        "test": test,
+    }
+    if config.max_eval_samples is not None:
+        for key in ("validation", "test"):
+            splits[key] = _subset(
+                splits[key], config.max_eval_samples, seed + 3, f"a {key} subset", n_classes
             )
-            splits[key] = Split(part.dataset.select(taken), part.labels[taken])
-    missing = set(range(len(class_names))) - set(splits["train"].labels.tolist())
+    missing = set(range(n_classes)) - set(splits["train"].labels.tolist())
     if missing:
         absent = ", ".join(class_names[i] for i in sorted(missing))
         raise CnnvitError(
             f"no training images for class(es) {absent}: add some or remove the class"
         )
     return PreparedData(
-        name=name, class_names=class_names, image_column=image_column, splits=splits
+        name=name,
+        class_names=class_names,
+        image_column=image_column,
+        splits=splits,
+        source_splits=source_sizes,
     )
+
+
+def _select(part: Split, indices: np.ndarray) -> Split:
+    return Split(part.dataset.select(indices), part.labels[indices], part.ids[indices])

@@ -12,7 +12,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from .facts import ROLE, _f1_by_class, _get, _num, _show
+from .facts import ROLE, f1_by_class, lookup, num, show
 
 matplotlib.use("Agg")  # no display: must be chosen before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
@@ -32,14 +32,14 @@ def _label(k: str, m: dict[str, Any]) -> str:
     return f"{ROLE[k]} ({m.get('name', k)})"
 
 
-def _learning_curves(models: dict[str, dict]) -> bytes:
+def learning_curves(models: dict[str, dict]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for k, m in models.items():
         hist = m.get("history") or []
         epochs = [row.get("epoch", i + 1) for i, row in enumerate(hist)]
         for ax, key, scale in ((axes[0], "loss", 1), (axes[1], "accuracy", 100)):
             for split, style in (("train", "--"), ("val", "-")):  # val last: the star uses it
-                vals = [_num(row.get(f"{split}_{key}")) for row in hist]
+                vals = [num(row.get(f"{split}_{key}")) for row in hist]
                 ys = [np.nan if v is None else scale * v for v in vals]  # gaps, not zeros
                 ax.plot(
                     epochs,
@@ -76,9 +76,9 @@ def _learning_curves(models: dict[str, dict]) -> bytes:
     return _png(fig)
 
 
-def _confusions(models: dict[str, dict], class_names: list[str]) -> bytes:
+def confusions(models: dict[str, dict], class_names: list[str]) -> bytes:
     mats = {
-        k: np.asarray(_get(m, "test.confusion_matrix", [[0]]), float) for k, m in models.items()
+        k: np.asarray(lookup(m, "test.confusion_matrix", [[0]]), float) for k, m in models.items()
     }
     n = max(len(c) for c in mats.values())
     names = class_names if len(class_names) == n else [str(i) for i in range(n)]
@@ -104,15 +104,17 @@ def _confusions(models: dict[str, dict], class_names: list[str]) -> bytes:
         ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if n > 10 else 0)
         ax.set_yticks(ticks, [names[i] for i in ticks])
         ax.tick_params(labelsize=label_size)
-        title = f"{_label(k, models[k])}: accuracy {_show(_get(models[k], 'test.accuracy'), 'pct')}"
+        title = (
+            f"{_label(k, models[k])}: accuracy {show(lookup(models[k], 'test.accuracy'), 'pct')}"
+        )
         ax.set_title(title, fontsize=12)
         ax.set(xlabel="predicted", ylabel="true")
     fig.colorbar(image, ax=axes, shrink=0.8, label="fraction of the true class")
     return _png(fig)
 
 
-def _per_class_f1(models: dict[str, dict], class_names: list[str]) -> bytes:
-    f1 = {k: _f1_by_class(m) for k, m in models.items()}
+def per_class_f1(models: dict[str, dict], class_names: list[str]) -> bytes:
+    f1 = {k: f1_by_class(m) for k, m in models.items()}
     names = class_names or list(dict.fromkeys([*f1["cnn"], *f1["vit"]]))
     n, x = len(names), np.arange(len(names))
     width = min(max(7, 0.45 * n + 2), 24)
@@ -135,7 +137,7 @@ def _per_class_f1(models: dict[str, dict], class_names: list[str]) -> bytes:
     return _png(fig)
 
 
-def _accuracy_vs_cost(models: dict[str, dict]) -> bytes:
+def accuracy_vs_cost(models: dict[str, dict]) -> bytes:
     panels = (
         ("params", "parameters"),
         ("flops_per_image", "FLOPs per image"),
@@ -146,7 +148,7 @@ def _accuracy_vs_cost(models: dict[str, dict]) -> bytes:
     for ax, (path, xlabel) in zip(axes, panels, strict=True):
         xs = []
         for k, m in models.items():
-            x, acc = _num(_get(m, path)), _num(_get(m, "test.accuracy"))
+            x, acc = num(lookup(m, path)), num(lookup(m, "test.accuracy"))
             if x is None or acc is None:
                 continue
             xs.append(x)

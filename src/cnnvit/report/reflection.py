@@ -6,26 +6,36 @@ verdict on each usual CNN-vs-ViT claim from this run alone, and the caveats of o
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from .facts import (
+    ROLE,
+    SIDES,
+    SMALL_DATA,
+    RunFacts,
+    cap,
+    f1_by_class,
+    lookup,
+    num,
+    p_text,
+    show,
+    times,
+)
 
-from .facts import ROLE, SIDES, SMALL_DATA, _cap, _f1_by_class, _get, _num, _p, _show, _times
 
-
-def _accuracy_sentences(f: SimpleNamespace) -> list[str]:
+def accuracy_sentences(f: RunFacts) -> list[str]:
     """[who won, the paired counts, whether it means anything, the seed caveat]."""
-    d, p, c = f.diff, f.p, f.comp
+    d, p, c = f.diff, f.p, f.comparison
     if d is None:
         won = "Test accuracy was not recorded for both models, so there is no winner."
     elif abs(d) < 0.05:
         won = (
-            f"The two models tied on test accuracy ({_show(f.acc['cnn'], 'pct')} for the CNN, "
-            f"{_show(f.acc['vit'], 'pct')} for the ViT)."
+            f"The two models tied on test accuracy ({show(f.acc['cnn'], 'pct')} for the CNN, "
+            f"{show(f.acc['vit'], 'pct')} for the ViT)."
         )
     else:
         w, lose = ("vit", "cnn") if d > 0 else ("cnn", "vit")
         won = (
-            f"{_cap(f.who[w])} won on test accuracy by {abs(d):.1f} points: "
-            f"{_show(f.acc[w], 'pct')} against {_show(f.acc[lose], 'pct')} for the "
+            f"{cap(f.who[w])} won on test accuracy by {abs(d):.1f} points: "
+            f"{show(f.acc[w], 'pct')} against {show(f.acc[lose], 'pct')} for the "
             f"{ROLE[lose]}."
         )
     counts = (
@@ -37,18 +47,18 @@ def _accuracy_sentences(f: SimpleNamespace) -> list[str]:
             "only the "
             f"CNN was right on {c['only_cnn_correct']} and only the ViT on "
             f"{c.get('only_vit_correct', 'n/a')}. McNemar's exact test on these paired predictions "
-            f"gives {_p(p)}."
+            f"gives {p_text(p)}."
         )
     )
     if p is None:
         means = "No paired test predictions were recorded, so whether it is meaningful is unknown."
     elif p >= 0.05:
         means = (
-            f"With {_p(p)} the difference is too small to mean anything from one run on "
+            f"With {p_text(p)} the difference is too small to mean anything from one run on "
             "this test set."
         )
     else:
-        means = f"With {_p(p)} a gap this one-sided is unlikely to be chance on this test set."
+        means = f"With {p_text(p)} a gap this one-sided is unlikely to be chance on this test set."
     seed = (
         "This is one seed, which does not measure seed-to-seed variation: another "
         "initialisation and data order could move either model by an unknown amount."
@@ -60,21 +70,21 @@ def _accuracy_sentences(f: SimpleNamespace) -> list[str]:
 SAME_COST = 1.1
 
 
-def _cost_text(f: SimpleNamespace) -> str:
+def cost_text(f: RunFacts) -> str:
     r = f.ratio
     text = (
-        f"Relative to the CNN, the ViT has {_times(r['params'])} the parameters and "
-        f"{_times(r['flops'])} the FLOPs per image, and its batch-1 latency is "
-        f"{_times(r['latency'])} the CNN's. Its throughput is {_times(r['train_tp'])} the "
-        f"CNN's in training and {_times(r['infer_tp'])} in inference (images per second)."
+        f"Relative to the CNN, the ViT has {times(r['params'])} the parameters and "
+        f"{times(r['flops'])} the FLOPs per image, and its batch-1 latency is "
+        f"{times(r['latency'])} the CNN's. Its throughput is {times(r['train_tp'])} the "
+        f"CNN's in training and {times(r['infer_tp'])} in inference (images per second)."
     )
-    secs = {k: _num(_get(f.models[k], "efficiency.train_seconds")) for k in SIDES}
+    secs = {k: num(lookup(f.models[k], "efficiency.train_seconds")) for k in SIDES}
     if None not in secs.values():
         k = min(SIDES, key=lambda s: secs[s])
         other = "vit" if k == "cnn" else "cnn"
         if secs[other] > SAME_COST * secs[k]:
             text += (
-                f" {_cap(f.who[k])} was cheaper to train ({secs[k]:,.1f} s against "
+                f" {cap(f.who[k])} was cheaper to train ({secs[k]:,.1f} s against "
                 f"{secs[other]:,.1f} s)."
             )
         else:  # run-to-run timing noise on a shared machine is of this order
@@ -92,7 +102,7 @@ def _cost_text(f: SimpleNamespace) -> str:
         one = "vit" if r["latency"] < 1 else "cnn"
         bulk = "vit" if r["infer_tp"] > 1 else "cnn"
         text += (
-            f" {_cap(f.who[one])} is cheaper to run, both one image at a time and in batches."
+            f" {cap(f.who[one])} is cheaper to run, both one image at a time and in batches."
             if one == bulk
             else f" Which is cheaper to run depends on batch size: {f.who[one]} has the lower "
             f"batch-1 latency, {f.who[bulk]} the higher batched throughput."
@@ -100,31 +110,31 @@ def _cost_text(f: SimpleNamespace) -> str:
     return text
 
 
-def _speed_text(f: SimpleNamespace) -> str:
+def speed_text(f: RunFacts) -> str:
     (ec, bc, fc), (ev, bv, fv) = f.e95["cnn"], f.e95["vit"]
     if ec is None or ev is None:
         return "The validation history is missing, so learning speed cannot be compared."
     text = (
         f"To reach 95% of its own best validation accuracy, the CNN needed {ec} epoch"
-        f"{'s' * (ec != 1)} (best {_show(bc, 'pct')}) and the ViT {ev} (best "
-        f"{_show(bv, 'pct')}). After epoch 1, validation accuracy was {_show(fc, 'pct')} for "
-        f"the CNN and {_show(fv, 'pct')} for the ViT."
+        f"{'s' * (ec != 1)} (best {show(bc, 'pct')}) and the ViT {ev} (best "
+        f"{show(bv, 'pct')}). After epoch 1, validation accuracy was {show(fc, 'pct')} for "
+        f"the CNN and {show(fv, 'pct')} for the ViT."
     )
     # An epoch or two (under 10% of the run) is within what another seed could change.
-    margin = max(1, round(0.1 * len(_get(f.models["cnn"], "history") or [])))
+    margin = max(1, round(0.1 * len(lookup(f.models["cnn"], "history") or [])))
     if abs(ec - ev) > margin:
         faster = "cnn" if ec < ev else "vit"
-        return text + f" {_cap(f.who[faster])} learned faster."
+        return text + f" {cap(f.who[faster])} learned faster."
     return text + (
         f" Both learned at about the same speed (epoch counts within {margin} of each other)."
     )
 
 
-def _overfit_text(f: SimpleNamespace) -> str:
+def overfit_text(f: RunFacts) -> str:
     gaps = {}
     for k in SIDES:
         last = (f.models[k].get("history") or [{}])[-1]
-        tr, va = _num(last.get("train_accuracy")), _num(last.get("val_accuracy"))
+        tr, va = num(last.get("train_accuracy")), num(last.get("val_accuracy"))
         gaps[k] = None if tr is None or va is None else 100 * (tr - va)
     if None in gaps.values():
         return "The training history is missing, so overfitting cannot be judged."
@@ -136,9 +146,9 @@ def _overfit_text(f: SimpleNamespace) -> str:
     text += (
         " Neither overfits much (both gaps are under 5 points)."
         if gaps[big] < 5
-        else f" {_cap(f.who[big])} overfits more."
+        else f" {cap(f.who[big])} overfits more."
     )
-    if min(gaps.values()) < 0 and _get(f.config, "train.augment", True):
+    if min(gaps.values()) < 0 and f.config.train.augment:
         text += (
             " A negative gap is expected here: training accuracy is measured on augmented "
             "batches during the epoch, which are harder than the validation images."
@@ -146,12 +156,12 @@ def _overfit_text(f: SimpleNamespace) -> str:
     return text
 
 
-def _claims(f: SimpleNamespace) -> list[str]:
+def claims(f: RunFacts) -> list[str]:
     d, r, vit = f.diff, f.ratio, f.models["vit"]
     cnn_sig = f.p is not None and f.p < 0.05 and d is not None and d < 0
     vit_sig = f.p is not None and f.p < 0.05 and d is not None and d > 0
     size = "an unknown number of" if f.n_train is None else f"{int(f.n_train):,}"
-    gap = f"ViT minus CNN: {_show(d, '+.1f')} points"
+    gap = f"ViT minus CNN: {show(d, '+.1f')} points"
     # (a) CNNs are strong on small data
     if f.n_train is None or f.n_train >= SMALL_DATA:
         a = (
@@ -206,19 +216,19 @@ def _claims(f: SimpleNamespace) -> list[str]:
         c = "**not tested by this run**: no cost measurements were recorded."
     elif r["params"] is None or not 0.5 <= r["params"] <= 2:
         c = (
-            f"**not tested by this run**: the ViT has {_times(r['params'])} the CNN's "
+            f"**not tested by this run**: the ViT has {times(r['params'])} the CNN's "
             "parameters, not a similar size, so cost differences mix size with architecture."
         )
     else:
         verdict = "consistent with" if len(costlier) > len(known) / 2 else "not supported by"
         c = (
-            f"**{verdict}** this run: at {_times(r['params'])} the CNN's parameters, the ViT was "
+            f"**{verdict}** this run: at {times(r['params'])} the CNN's parameters, the ViT was "
             f"costlier on {len(costlier)} of {len(known)} measures"
             + (f" ({', '.join(costlier)})" if costlier else "")
             + "."
         )
     # (d) local features vs global context: only per-class F1 hints at where they differ
-    f1 = {k: _f1_by_class(f.models[k]) for k in SIDES}
+    f1 = {k: f1_by_class(f.models[k]) for k in SIDES}
     diffs = sorted(
         ((abs(f1["vit"][n] - f1["cnn"][n]), n) for n in f1["cnn"] if n in f1["vit"]), reverse=True
     )
@@ -242,15 +252,15 @@ def _claims(f: SimpleNamespace) -> list[str]:
     ]
 
 
-def _caveats(f: SimpleNamespace) -> list[str]:
+def caveats(f: RunFacts) -> list[str]:
     size = "n/a" if f.n_train is None else f"{int(f.n_train):,}"
     pre = [f.who[k] for k in SIDES if f.models[k].get("pretrained")]
-    seed = _get(f.config, "train.seed")
+    seed = f.config.train.seed
     return [
         f"One seed{'' if seed is None else f' ({seed})'}: seed-to-seed variation is not measured.",
         f"One dataset size ({size} training images): how the comparison changes with more or "
         "less data is not measured.",
-        f"{_cap(' and '.join(pre))} started from pretrained weights, which bring outside data: "
+        f"{cap(' and '.join(pre))} started from pretrained weights, which bring outside data: "
         "the comparison is then also of the pretraining, not only of the architecture."
         if pre
         else "Both models were trained from scratch on this dataset alone.",

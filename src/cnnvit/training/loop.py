@@ -70,8 +70,13 @@ def train_model(
     runtime: Runtime,
     name: str = "model",
     log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train `model` with the shared recipe and return its best epoch by validation accuracy."""
+    """Train `model` with the shared recipe and return its best epoch by validation accuracy.
+
+    `on_epoch` receives each epoch's history row as soon as the epoch ends (the run writer
+    records it, so an interrupted run keeps its curve so far).
+    """
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     device = accelerator.device
     train_x, train_y = train[0].to(device), train[1].to(device)
@@ -140,6 +145,8 @@ def train_model(
                 "lr": scheduler.get_last_lr()[0],
             }
             history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
             if val_accuracy > best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
                 best_state = {

@@ -1,7 +1,8 @@
-"""Run directories: created fresh (never overwritten), written atomically, read back by name.
+"""Files of a run directory: created fresh (never overwritten), written atomically.
 
-A run directory holds config.json, metrics.json, one saved model per side (cnn/, vit/),
-figures/, report.md and report.html. Everything in it can be rebuilt into a report later.
+A reader sees a file's old content or its new content, never half of it: every write goes to a
+temporary file in the same folder and is renamed over the target (`os.replace` is atomic on
+POSIX and Windows). The format of the files is documented in `cnnvit.runs` (its __init__).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CnnvitError
+from ..errors import CnnvitError
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -30,7 +31,8 @@ def create_run_dir(output: str | None, cnn: str, vit: str) -> Path:
         path = Path(output).expanduser()
         if path.exists():
             raise CnnvitError(
-                f"output directory {path} already exists: choose another --output or remove it"
+                f"output directory {path} already exists: choose another --output-dir "
+                "or remove it"
             )
         try:
             path.mkdir(parents=True)
@@ -66,10 +68,12 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write `data` as indented JSON, atomically."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
 def read_json(path: Path) -> Any:
+    """Parse a JSON file, with one-line errors for a missing or damaged file."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
