@@ -12,11 +12,38 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .config import STAGES, CompareConfig, DataConfig, build_config, flatten, load_config_file
 from .errors import CnnvitError
+from .runtime import DEVICES, PRECISIONS
+
+# `cnnvit evaluate --batch-size` is compare's --eval-batch-size: accept that name and HF's too.
+EVAL_BATCH_ALIASES = ("eval_batch_size", "per_device_eval_batch_size")
+
+
+def option_strings(name: str, metadata: Mapping[str, Any]) -> list[str]:
+    """Every spelling of a field's flag, main name first: kebab (timm) and underscore (the
+    Hugging Face examples) forms of the name, of `flag` (a different main name) and of `aliases`."""
+    names = [metadata.get("flag", name), name, *metadata.get("aliases", ())]
+    flags: list[str] = []
+    for each in names:
+        for spelled in (each.replace("_", "-"), each.replace("-", "_")):
+            if "--" + spelled not in flags:
+                flags.append("--" + spelled)
+    return flags
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Lists a flag's spellings once, on one line: `--lr, --learning-rate, --learning_rate LR`
+    (argparse would repeat the metavar after each spelling)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {metavar}"
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) -> None:
@@ -27,33 +54,53 @@ def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) ->
         for f in dataclasses.fields(cls):
             if stage not in STAGES and f.name in STAGES:
                 continue
-            flag = "--" + f.name.replace("_", "-")
-            help_text = f.metadata.get("help", "")
+            flags = option_strings(f.name, f.metadata)
+            help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help
             if f.default is not None:
                 help_text += f" (default: {f.default})"
             if isinstance(f.default, bool):
-                group.add_argument(flag, action=argparse.BooleanOptionalAction,
+                group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)  # fmt: skip
-            else:
-                kind = (
-                    type(f.default)
-                    if f.default is not None
-                    else (int if "int" in str(f.type) else str)
-                )
-                group.add_argument(flag, type=kind, default=argparse.SUPPRESS,
-                                   metavar=f.name.upper(), help=help_text)  # fmt: skip
+                continue
+            kind = (
+                type(f.default) if f.default is not None else (int if "int" in str(f.type) else str)
+            )
+            choices = f.metadata.get("choices")  # argparse then lists them on a typo
+            metavar = None if choices else f.metadata.get("flag", f.name).upper()
+            group.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
+                               choices=choices, metavar=metavar, help=help_text)  # fmt: skip
 
 
-def _parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    """cnnvit's version and those of the two libraries its results depend on most."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"cnnvit {__version__} (torch {installed('torch')}, "
+            f"transformers {installed('transformers')})")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `cnnvit` argument parser with all its sub-commands."""
     parser = argparse.ArgumentParser(
         prog="cnnvit",
         description="Compare a CNN and a Vision Transformer on your images, with measurements.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
     compare = commands.add_parser(
         "compare", help="train a CNN and a ViT with one recipe, evaluate both, write a report",
+        formatter_class=_HelpFormatter,
         description="Train a CNN and a ViT with one recipe on one dataset, evaluate both on the "
         "same test split, and write a run directory with metrics, models and a report.",
     )  # fmt: skip
@@ -73,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a saved model on a dataset's test split",
+        formatter_class=_HelpFormatter,
         description="Evaluate a saved model (a run's cnn/ or vit/ folder, or any folder saved "
         "with save_pretrained) on the test split that `cnnvit compare` would use.",
     )  # fmt: skip
@@ -83,7 +131,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--seed", type=int, default=0, help="split seed, as in compare (default: 0)"
     )
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    evaluate.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="auto: CUDA, then Apple MPS, then the CPU (default: auto)",
+    )
+    evaluate.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="as in compare; fp16 needs a GPU (default: auto)",
+    )
+    evaluate.add_argument(*option_strings("batch_size", {"aliases": EVAL_BATCH_ALIASES}),
+                          dest="batch_size", type=int, default=512, metavar="BATCH_SIZE",
+                          help="images per forward pass (default: 512)")  # fmt: skip
     evaluate.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     return parser
 
@@ -106,13 +168,17 @@ def _quiet_libraries() -> None:
     warnings.showwarning = one_line
 
 
+def config_from_args(args: argparse.Namespace) -> CompareConfig:
+    """The compare config from parsed flags over an optional `--config` file (flags win)."""
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    return build_config({**flatten(values), **flags})
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .pipeline import compare
 
-    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    config = build_config({**flatten(values), **flags})
-    run_dir = compare(config)
+    run_dir = compare(config_from_args(args))
     print(f"Report: {run_dir / 'report.html'}  (also report.md, metrics.json in {run_dir})")
     return 0
 
@@ -157,7 +223,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data = build_config({k: v for k, v in vars(args).items() if k in data_fields}).data
     if args.json and Path(args.json).exists():  # refuse before spending time evaluating
         raise CnnvitError(f"{args.json} already exists: choose another --json file")
-    result = evaluate_saved_model(args.model_dir, data, seed=args.seed, device=args.device)
+    if args.batch_size < 1:
+        raise CnnvitError(f"--batch-size must be at least 1, not {args.batch_size}")
+    result = evaluate_saved_model(
+        args.model_dir, data, seed=args.seed, batch_size=args.batch_size,
+        device=args.device, precision=args.precision,
+    )  # fmt: skip
     test = result["test"]
     print(
         f"{result['model']} on {result['dataset']} test split "
@@ -176,7 +247,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cnnvit` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"compare": _cmd_compare, "models": _cmd_models, "report": _cmd_report,
                 "evaluate": _cmd_evaluate}  # fmt: skip

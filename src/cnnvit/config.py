@@ -17,9 +17,12 @@ from typing import Any
 import yaml
 
 from .errors import CnnvitError
+from .runtime import ATTENTIONS, DEVICES, PRECISIONS
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse's name
+    """A field with its help text; `extra` holds `aliases` (other names of the flag and config
+    key, as the Hugging Face examples spell them), `choices` and `flag` (the flag's main name)."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -31,11 +34,18 @@ class DataConfig:
         "digits",
         "'digits' (built in, offline), a Hugging Face hub dataset id, a folder with one "
         "subfolder per class, or a folder holding MNIST-style IDX files",
+        aliases=("dataset_name",),
     )
-    image_column: str | None = _opt(None, "image column of a hub dataset (found if omitted)")
-    label_column: str | None = _opt(None, "label column of a hub dataset (found if omitted)")
+    image_column: str | None = _opt(
+        None, "image column of a hub dataset (found if omitted)", aliases=("image_column_name",)
+    )
+    label_column: str | None = _opt(
+        None, "label column of a hub dataset (found if omitted)", aliases=("label_column_name",)
+    )
     validation_fraction: float = _opt(
-        0.1, "fraction of the training images held out for validation, when the dataset has none"
+        0.1,
+        "fraction of the training images held out for validation, when the dataset has none",
+        aliases=("train_val_split",),
     )
     test_fraction: float = _opt(
         0.2, "fraction of all images held out for testing, when the dataset has no test split"
@@ -63,25 +73,44 @@ class ModelsConfig:
 class TrainConfig:
     """One training recipe, applied identically to both models."""
 
-    epochs: int = _opt(20, "training epochs for each model")
-    batch_size: int = _opt(64, "training batch size")
-    lr: float = _opt(5e-4, "peak learning rate of AdamW (the same for both models)")
+    epochs: int = _opt(20, "training epochs for each model", aliases=("num_train_epochs",))
+    batch_size: int = _opt(64, "training batch size", aliases=("per_device_train_batch_size",))
+    lr: float = _opt(
+        5e-4, "peak learning rate of AdamW (the same for both models)", aliases=("learning_rate",)
+    )
     weight_decay: float = _opt(0.05, "AdamW weight decay")
-    warmup_fraction: float = _opt(0.1, "fraction of training steps spent warming up the lr")
-    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
-    grad_clip_norm: float = _opt(1.0, "clip the gradient norm to this (0: no clipping)")
+    warmup_fraction: float = _opt(
+        0.1, "fraction of training steps spent warming up the lr", aliases=("warmup_ratio",)
+    )
+    label_smoothing: float = _opt(
+        0.1, "label smoothing of the cross-entropy loss", aliases=("label_smoothing_factor",)
+    )
+    grad_clip_norm: float = _opt(
+        1.0,
+        "clip the gradient norm to this (0: no clipping)",
+        aliases=("max_grad_norm", "clip_grad"),
+    )
     augment: bool = _opt(
         True, "random affine augmentation (small rotation, scale and shift) on batches"
     )
     hflip: bool = _opt(False, "also flip images left-right (off: it changes what digits mean)")
     seed: int = _opt(0, "random seed for splits, initialisation and augmentation")
-    device: str = _opt("auto", "auto, cpu, cuda or mps")
-    precision: str = _opt("auto", "auto (bf16 where the hardware has it), bf16 or fp32")
-    attention: str = _opt(
-        "auto", "ViT attention: auto (fastest measured for the device), eager or sdpa"
+    device: str = _opt("auto", "auto: CUDA, then Apple MPS, then the CPU", choices=DEVICES)
+    precision: str = _opt(
+        "auto",
+        "auto (bf16 where the hardware runs it natively, else fp32 on a CPU and fp16 on an older "
+        "GPU); fp16 trains with a gradient scaler and needs a GPU",
+        choices=PRECISIONS,
     )
+    attention: str = _opt(
+        "auto", "ViT attention: auto (fastest measured for the device), eager or sdpa",
+        choices=ATTENTIONS,
+    )  # fmt: skip
     compile: bool = _opt(False, "torch.compile both models (slow start, faster steps)")
-    eval_batch_size: int = _opt(512, "batch size for evaluation and inference timing")
+    eval_batch_size: int = _opt(
+        512, "batch size for evaluation and inference timing",
+        aliases=("per_device_eval_batch_size",),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,7 +120,10 @@ class CompareConfig:
     data: DataConfig = field(default_factory=DataConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    output: str | None = _opt(None, "run directory to create (default: runs/<time>-<cnn>-vs-<vit>)")
+    output: str | None = _opt(
+        None, "run directory to create (default: runs/<time>-<cnn>-vs-<vit>)",
+        flag="output_dir", aliases=("output_dir",),
+    )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict, as written to config.json."""
@@ -135,14 +167,30 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
     return value
 
 
+def field_aliases() -> dict[str, str]:
+    """Map every other name of a field (`learning_rate`, `output_dir`, ...) to the field's name."""
+    return {
+        alias: name
+        for name, (_, f) in stage_fields().items()
+        for alias in f.metadata.get("aliases", ())
+    }
+
+
 def flatten(values: dict[str, Any]) -> dict[str, Any]:
-    """Stage-grouped values ({"train": {"epochs": 3}}) as flat field names ({"epochs": 3})."""
+    """Stage-grouped values ({"train": {"epochs": 3}}) as flat field names ({"epochs": 3});
+    kebab spellings and aliases (`learning-rate`, `learning_rate`) become the field's name."""
+    aliases = field_aliases()
     flat: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # field name -> the key that set it
     for key, value in values.items():
-        if key in STAGES and isinstance(value, dict):
-            flat.update({k.replace("-", "_"): v for k, v in value.items()})
-        else:
-            flat[key.replace("-", "_")] = value
+        items = value.items() if key in STAGES and isinstance(value, dict) else [(key, value)]
+        for name, item in items:
+            name = name.replace("-", "_")
+            canonical = aliases.get(name, name)
+            if spelled.setdefault(canonical, name) != name:
+                first = spelled[canonical]
+                raise CnnvitError(f"config keys '{first}' and '{name}' name the same setting")
+            flat[canonical] = item
     return flat
 
 
@@ -182,14 +230,18 @@ def validate(config: CompareConfig) -> None:
         raise CnnvitError("--warmup-fraction must be in [0, 1)")
     if not 0 <= t.label_smoothing < 1:
         raise CnnvitError("--label-smoothing must be in [0, 1)")
-    if t.device not in ("auto", "cpu", "cuda", "mps"):
-        raise CnnvitError(f"--device must be auto, cpu, cuda or mps, not '{t.device}'")
-    if t.attention not in ("auto", "eager", "sdpa"):
-        raise CnnvitError(f"--attention must be auto, eager or sdpa, not '{t.attention}'")
+    if t.device not in DEVICES:
+        raise CnnvitError(f"--device must be one of {', '.join(DEVICES)}, not '{t.device}'")
+    if t.attention not in ATTENTIONS:
+        raise CnnvitError(
+            f"--attention must be one of {', '.join(ATTENTIONS)}, not '{t.attention}'"
+        )
     if t.grad_clip_norm < 0:
         raise CnnvitError("--grad-clip-norm must be 0 (off) or positive")
-    if t.precision not in ("auto", "bf16", "fp32"):
-        raise CnnvitError(f"--precision must be auto, bf16 or fp32, not '{t.precision}'")
+    if t.precision not in PRECISIONS:
+        raise CnnvitError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, not '{t.precision}'"
+        )
     if not 0 < d.validation_fraction < 1 or not 0 < d.test_fraction < 1:
         raise CnnvitError("--validation-fraction and --test-fraction must be between 0 and 1")
     for name in ("max_train_samples", "max_eval_samples"):
