@@ -1,0 +1,348 @@
+"""The evidence engine on synthetic cell tables whose truth is known, and its statistics against
+scipy, a published reference value and hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from cnnvit.errors import CnnvitError
+from cnnvit.evidence import (
+    CLAIMS,
+    CellRecord,
+    Claim,
+    judge_claims,
+    register_claim,
+    stats,
+    verdict_row,
+    verdict_sentence,
+    verdict_table_markdown,
+)
+from cnnvit.evidence.claims import claim_by_id
+
+FRACTIONS = [(0.1, 130), (0.25, 325), (0.5, 650), (1.0, 1300)]
+PAIR = "convnext-micro+vit-micro"
+
+
+def _metrics(cnn_acc: float, vit_acc: float, **overrides: tuple[float, float]) -> dict:
+    base = {
+        "params": (2.85e6, 2.69e6),
+        "flops_per_image": (185e6, 366e6),
+        "latency_ms_batch1": (2.3, 2.8),
+        "inference_images_per_second": (1000.0, 700.0),
+        "train_images_per_second": (434.0, 437.0),
+        "train_seconds": (30.0, 31.0),
+        "epochs_to_95": (3, 4),
+        "overfit_gap": (1.0, 1.5),
+    }
+    base.update(overrides)
+    cnn = {k: v[0] for k, v in base.items()} | {"accuracy": cnn_acc}
+    vit = {k: v[1] for k, v in base.items()} | {"accuracy": vit_acc}
+    return {"cnn": cnn, "vit": vit}
+
+
+def table(diff, seeds=(0, 1, 2), fractions=FRACTIONS, pretrained=False, **overrides):
+    """Cells where ViT - CNN accuracy is diff(seed, n_train) (a fraction, not points)."""
+    cells = []
+    for seed in seeds:
+        for fraction, n_train in fractions:
+            cnn = 0.6 + 0.3 * fraction
+            extra = {k: v(seed, n_train) if callable(v) else v for k, v in overrides.items()}
+            cells.append(
+                CellRecord(
+                    PAIR,
+                    fraction,
+                    n_train,
+                    seed,
+                    pretrained,
+                    _metrics(cnn, cnn + diff(seed, n_train), **extra),
+                )
+            )
+    return cells
+
+
+def by_id(verdicts):
+    return {v.claim_id: v for v in verdicts}
+
+
+SEED_NOISE = {0: 0.002, 1: -0.003, 2: 0.001}  # accuracy (fraction): +-0.3 points across seeds
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_mcnemar_is_the_exact_binomial_test_on_discordant_pairs():
+    only_cnn, only_vit = 12, 3
+    n = only_cnn + only_vit
+    hand = 2 * sum(math.comb(n, i) for i in range(only_vit + 1)) / 2**n
+    assert stats.mcnemar_exact_p(only_cnn, only_vit) == pytest.approx(hand, rel=1e-12)
+    assert stats.mcnemar_exact_p(only_cnn, only_vit) == pytest.approx(
+        sps.binomtest(only_cnn, n, 0.5).pvalue
+    )
+    assert stats.mcnemar_exact_p(0, 0) == 1.0
+    assert stats.mcnemar_exact_p(5, 5) == 1.0
+
+
+def test_newcombe_paired_interval_matches_the_published_example():
+    # Fagerland, Lydersen & Laake, "Statistical Analysis of Contingency Tables", ch. 8 (Cavo et
+    # al. 2012), as tested in the R package contingencytables: table [[59, 6], [16, 80]] gives
+    # -0.0621 (95% CI -0.1186 to -0.0046) for row-1 minus column-1 proportion.
+    low, high = stats.newcombe_paired_interval(both=59, only_vit=6, only_cnn=16, neither=80)
+    assert low == pytest.approx(-0.1186, abs=5e-5)
+    assert high == pytest.approx(-0.0046, abs=5e-5)
+    evidence = stats.paired_accuracy_difference(
+        {"both": 59, "only_vit": 6, "only_cnn": 16, "neither": 80}
+    )
+    assert evidence.estimate == pytest.approx(100 * -10 / 161)
+    assert (evidence.low, evidence.high) == pytest.approx((100 * low, 100 * high))
+    assert evidence.p_value == pytest.approx(sps.binomtest(6, 22, 0.5).pvalue)
+    assert evidence.n == 161
+
+
+def test_mean_difference_is_a_student_t_interval():
+    values = [-4.8, -5.3, -4.9, -5.6]
+    evidence = stats.mean_difference(values, "points")
+    n, mean, sd = len(values), np.mean(values), np.std(values, ddof=1)
+    half = sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    assert evidence.estimate == pytest.approx(mean)
+    assert (evidence.low, evidence.high) == pytest.approx((mean - half, mean + half))
+    t = mean / (sd / math.sqrt(n))
+    assert evidence.p_value == pytest.approx(2 * sps.t.sf(abs(t), n - 1))
+    assert evidence.n == n and "t" in evidence.method
+
+
+def test_zero_spread_uses_the_sign_test_not_an_infinite_t():
+    same = stats.mean_difference([2.0, 2.0, 2.0], "epochs")
+    assert same.p_value == pytest.approx(0.25)  # 3 of 3 positive: 2 * 0.5**3
+    assert (same.low, same.high) == (2.0, 2.0)
+    assert stats.mean_difference([0.0, 0.0], "epochs").p_value == 1.0
+    one = stats.mean_difference([3.0], "points")
+    assert one.p_value is None and math.isnan(one.low)
+
+
+def test_log_ratio_is_the_geometric_mean_with_a_t_interval_on_logs():
+    vit, cnn = [2.9, 2.7, 3.1, 2.8], [2.3, 2.2, 2.4, 2.35]
+    logs = np.log(np.array(vit) / np.array(cnn))
+    evidence = stats.mean_log_ratio(vit, cnn)
+    half = sps.t.ppf(0.975, 3) * np.std(logs, ddof=1) / 2
+    assert evidence.estimate == pytest.approx(math.exp(logs.mean()))
+    assert evidence.low == pytest.approx(math.exp(logs.mean() - half))
+    assert evidence.high == pytest.approx(math.exp(logs.mean() + half))
+    assert evidence.scale == "ratio"
+
+
+def test_slope_per_doubling_is_t_over_per_seed_slopes():
+    sizes = [100, 200, 400, 800]
+    slopes = {0: 1.0, 1: 1.4, 2: 0.9}
+    by_seed = {
+        s: [(n, 3.0 + b * math.log2(n) + 0.01 * (i % 2)) for i, n in enumerate(sizes)]
+        for s, b in slopes.items()
+    }
+    evidence = stats.slope_per_doubling(by_seed, "points per doubling")
+    fitted = [sps.linregress(np.log2(sizes), [d for _, d in p]).slope for p in by_seed.values()]
+    assert fitted == pytest.approx(list(slopes.values()), abs=0.01)
+    expected = sps.ttest_1samp(fitted, 0.0)
+    assert evidence.estimate == pytest.approx(np.mean(fitted))
+    assert evidence.p_value == pytest.approx(expected.pvalue)
+    one = stats.slope_per_doubling({0: by_seed[0]}, "points per doubling")
+    fit = sps.linregress(np.log2(sizes), [d for _, d in by_seed[0]])
+    assert one.p_value == pytest.approx(fit.pvalue)
+    assert one.high - one.estimate == pytest.approx(sps.t.ppf(0.975, 2) * fit.stderr)
+
+
+def test_curve_crossing_interpolates_in_log_size():
+    # -2 at 100 images, +2 at 400: zero halfway in log2 size, at 200 images.
+    assert stats.crossing_log2([(100, -2.0), (400, 2.0)]) == pytest.approx(math.log2(200))
+    assert stats.crossing_log2([(100, -2.0), (400, -1.0)]) is None
+    seeds = {0: [(100, -2.0), (400, 2.0)], 1: [(100, -3.0), (400, 1.0)], 2: [(100, -1.0)]}
+    crossing = stats.curve_crossing(seeds)
+    logs = [math.log2(200), math.log2(100) + 2 * 0.75]
+    assert (crossing.seeds, crossing.seeds_crossing) == (2, 2)
+    assert crossing.n_train == pytest.approx(2 ** np.mean(logs))
+    ci = sps.ttest_1samp(logs, 0).confidence_interval()
+    assert (crossing.low, crossing.high) == pytest.approx((2**ci.low, 2**ci.high))
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert stats.holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm_adjust([]) == []
+
+
+# ---------------------------------------------------------------- verdicts on known truths
+
+
+def test_clear_cnn_advantage_is_supported():
+    verdicts = by_id(judge_claims(table(lambda s, n: -0.05 + SEED_NOISE[s])))
+    v = verdicts["data_efficiency"]
+    assert (v.outcome, v.direction, v.rule) == ("supported", "leans CNN", "significant_meaningful")
+    assert v.effect == pytest.approx(-5.0 + 100 * np.mean(list(SEED_NOISE.values())))
+    assert v.evidence.n == 3 and v.p_adjusted < 0.05
+    assert "130 training images" in v.explanation
+    # A constant gap does not change with data: a meaningful slope for the ViT is ruled out.
+    assert (
+        by_id(judge_claims(table(lambda s, n: -0.05 + SEED_NOISE[s])))["gains_from_data"].outcome
+        == "contradicted"
+    )
+
+
+def test_no_difference_is_inconclusive_when_noisy_and_contradicted_when_tight():
+    noisy = by_id(judge_claims(table(lambda s, n: {0: 0.02, 1: -0.025, 2: 0.01}[s])))
+    v = noisy["data_efficiency"]
+    assert v.outcome == "inconclusive" and v.rule == "not_significant"
+    assert v.interval[0] < -1.0  # the interval still allows a 1-point CNN advantage
+    tight = by_id(judge_claims(table(lambda s, n: SEED_NOISE[s] / 10)))
+    v = tight["data_efficiency"]
+    assert (v.outcome, v.rule) == ("contradicted", "ruled_out")
+    assert -1.0 < v.interval[0] and v.interval[1] < 1.0
+
+
+def test_reverse_effect_is_contradicted_and_leans_vit():
+    v = by_id(judge_claims(table(lambda s, n: 0.05 + SEED_NOISE[s])))["data_efficiency"]
+    assert (v.outcome, v.direction, v.rule) == ("contradicted", "leans ViT", "significant_opposite")
+
+
+def test_large_but_noisy_effect_stays_inconclusive():
+    v = by_id(judge_claims(table(lambda s, n: {0: -0.15, 1: 0.02, 2: -0.02}[s])))["data_efficiency"]
+    assert v.effect == pytest.approx(-5.0)
+    assert (v.outcome, v.direction) == ("inconclusive", "leans CNN")
+
+
+def test_vit_gaining_with_data_is_supported():
+    # ViT - CNN goes from -6 points at 130 images to +3.0 at 1,300: ~2 points per doubling.
+    def diff(s, n):  # seed noise that flips sign with size, so each seed's slope differs
+        flip = (-1) ** [size for _, size in FRACTIONS].index(n)
+        return (-6 + 2.0 * math.log2(n / 130)) / 100 + flip * SEED_NOISE[s]
+
+    verdicts = judge_claims(table(diff))
+    v = by_id(verdicts)["gains_from_data"]
+    assert (v.outcome, v.direction) == ("supported", "leans ViT")
+    assert v.effect == pytest.approx(2.0, abs=0.05)
+
+
+def test_holm_is_applied_over_every_tested_claim():
+    verdicts = judge_claims(table(lambda s, n: -0.02 + SEED_NOISE[s]))
+    tested = [v for v in verdicts if v.p_value is not None]
+    raw = [v.p_value for v in tested]
+    order = np.argsort(raw)
+    m, running, hand = len(raw), 0.0, [0.0] * len(raw)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * raw[i]))
+        hand[i] = running
+    assert [v.p_adjusted for v in tested] == pytest.approx(hand)
+    assert all(v.p_adjusted is None for v in verdicts if v.p_value is None)
+
+
+def test_costs_use_log_ratios_and_exact_flops():
+    jitter = {0: 1.0, 1: 1.03, 2: 0.97}
+    cells = table(
+        lambda s, n: 0.0,
+        latency_ms_batch1=lambda s, n: (2.3 * jitter[s], 2.8 / jitter[s] * (1 + n / 1e5)),
+        train_seconds=lambda s, n: (30.0 * jitter[s], 30.5),
+    )
+    verdicts = by_id(judge_claims(cells))
+    flops = verdicts["cheaper_flops"]
+    assert flops.evidence.exact and flops.p_value is None
+    assert (flops.outcome, flops.effect) == ("supported", pytest.approx(366 / 185))
+    latency = verdicts["cheaper_latency"]
+    assert latency.outcome == "supported" and latency.evidence.n == 12
+    assert latency.effect > 1.1 and latency.direction == "leans CNN"
+    assert verdicts["cheaper_training_time"].outcome == "contradicted"  # within 10%, tight
+    near = by_id(judge_claims(table(lambda s, n: 0.0, flops_per_image=(185e6, 194e6))))
+    assert near["cheaper_flops"].outcome == "contradicted"  # exact 1.05x: short of 10%
+
+
+def test_unequal_parameters_leave_cost_claims_untested():
+    verdicts = by_id(judge_claims(table(lambda s, n: 0.0, params=(2.0e6, 6.0e6))))
+    v = verdicts["cheaper_latency"]
+    assert v.outcome == "not tested" and "3.00x the CNN's parameters" in v.explanation
+
+
+def test_single_run_uses_mcnemar_and_leaves_multi_run_claims_untested():
+    cell = table(lambda s, n: -0.04, seeds=(0,), fractions=[(1.0, 1294)])[0]
+    paired = {"only_cnn": 18, "only_vit": 4, "both": 330, "neither": 7}
+    cell = CellRecord(cell.pair, 1.0, 1294, 0, False, cell.metrics, paired)
+    verdicts = by_id(judge_claims([cell]))
+    v = verdicts["data_efficiency"]
+    assert v.p_value == pytest.approx(sps.binomtest(4, 22, 0.5).pvalue)
+    assert v.p_adjusted == pytest.approx(v.p_value)  # the only p-value in the family
+    assert v.effect == pytest.approx(100 * (4 - 18) / 359)
+    assert "McNemar" in v.evidence.method and v.outcome == "supported"
+    assert verdicts["gains_from_data"].outcome == "not tested"
+    assert verdicts["cheaper_latency"].rule == "no_replicates"
+    assert verdicts["cheaper_latency"].outcome == "inconclusive"
+    assert verdicts["cheaper_flops"].outcome == "supported"
+
+
+def test_missing_probe_metric_is_not_tested_and_present_is_judged():
+    verdicts = by_id(judge_claims(table(lambda s, n: 0.0)))
+    v = verdicts["robustness"]
+    assert v.outcome == "not tested" and "robustness probe" in v.explanation
+    assert v.effect is None and v.interval is None
+    rr = {0: (0.90, 0.80), 1: (0.91, 0.80), 2: (0.89, 0.795)}
+    judged = by_id(judge_claims(table(lambda s, n: 0.0, relative_robustness=lambda s, n: rr[s])))
+    assert judged["robustness"].outcome == "supported"
+    assert judged["robustness"].effect == pytest.approx(-100 * np.mean([0.10, 0.11, 0.095]))
+
+
+def test_small_data_claims_are_not_tested_on_large_training_sets():
+    big = [(0.5, 20_000), (1.0, 40_000)]
+    verdicts = by_id(judge_claims(table(lambda s, n: -0.05, fractions=big)))
+    assert verdicts["data_efficiency"].outcome == "not tested"
+    assert "20,000" in verdicts["data_efficiency"].explanation
+
+
+def test_groups_by_pair_and_pretraining():
+    cells = table(lambda s, n: -0.05 + SEED_NOISE[s]) + table(lambda s, n: 0.0, pretrained=True)
+    verdicts = judge_claims(cells, claims=[claim_by_id("data_efficiency")])
+    assert [(v.pretrained, v.outcome) for v in verdicts] == [
+        (False, "supported"),
+        (True, "contradicted"),
+    ]
+    assert "pretrained" in verdicts[1].scope and "from scratch" in verdicts[0].scope
+
+
+def test_wording_is_shared_and_carries_the_numbers():
+    verdicts = judge_claims(table(lambda s, n: -0.05 + SEED_NOISE[s]))
+    v = by_id(verdicts)["data_efficiency"]
+    sentence = verdict_sentence(v)
+    assert (
+        sentence.startswith("CNNs are more data-efficient")
+        and "**supported** (leans CNN)" in sentence
+    )
+    assert f"{v.effect:+.1f} points" in sentence and "1 point threshold" in sentence
+    row = verdict_row(v)
+    assert row["verdict"] == "supported" and row["leans"] == "CNN"
+    lines = verdict_table_markdown(verdicts).splitlines()
+    assert len(lines) == 2 + len(CLAIMS)
+
+
+def test_register_claim_adds_once_and_rejects_a_duplicate():
+    claim = Claim(
+        id="test_only_texture",
+        statement="CNNs rely more on texture",
+        metric="texture_bias",
+        metric_label="texture bias",
+        favours="cnn",
+        better="higher",
+        evidence="per_seed_mean_difference",
+        threshold=0.05,
+        threshold_why="test",
+        unit="fraction",
+        scope="test",
+    )
+    try:
+        register_claim(claim)
+        with pytest.raises(ValueError):
+            register_claim(claim)
+        assert claim in CLAIMS
+    finally:
+        CLAIMS.remove(claim)
+
+
+def test_no_cells_is_a_user_error():
+    with pytest.raises(CnnvitError):
+        judge_claims([])
