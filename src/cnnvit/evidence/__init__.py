@@ -1,21 +1,18 @@
 """Evidence: measured runs in, verdicts on the folk CNN-versus-ViT claims out.
 
-`stats` holds the named statistical methods, `claims` the one declaration of every claim,
-`engine` the evidence functions and the decision rule, `wording` the one way a verdict is said.
-A report builds `CellRecord`s from its run directories, calls `judge_claims`, and prints with
-`verdict_sentence` or `verdict_table_markdown`.
+The flow inside: `cells` (one `CellRecord` per finished run, `cell_from_run`) -> `measures`
+(one evidence function per kind of claim) using `stats` (the named statistical methods) ->
+`engine` (the decision rule, `judge_claims`) -> `wording` (the one way a verdict is said).
+`claims` declares every claim once. A report builds cells from its run directories, calls
+`judge_claims`, and prints with `verdict_sentence` or `verdict_table_markdown`; the study report
+adds `fraction_table` and `crossing` for its curves.
 """
 
+from .cells import CellRecord, cell_from_run
 from .claims import CLAIMS, Claim, claim_by_id, register_claim
-from .engine import (
-    EVIDENCE,
-    CellRecord,
-    NotTested,
-    Verdict,
-    decide,
-    judge_claims,
-    register_evidence,
-)
+from .curves import FractionRow, crossing, fraction_table
+from .engine import Verdict, decide, judge_claims
+from .measures import EVIDENCE, NotTested, register_evidence
 from .stats import Crossing, Evidence, curve_crossing
 from .wording import (
     VERDICT_COLUMNS,
@@ -32,11 +29,15 @@ __all__ = [
     "Claim",
     "Crossing",
     "Evidence",
+    "FractionRow",
     "NotTested",
     "Verdict",
+    "cell_from_run",
     "claim_by_id",
+    "crossing",
     "curve_crossing",
     "decide",
+    "fraction_table",
     "judge_claims",
     "register_claim",
     "register_evidence",

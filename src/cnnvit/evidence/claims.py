@@ -8,10 +8,11 @@ report speaks from; claims resting on probe metrics (robustness, calibration, gl
 are declared here too so that a report shows them as "not tested" until their probe has run.
 A later probe with a new question adds one with `register_claim(Claim(...))`.
 
-Metric conventions, shared with whoever fills a cell: accuracy-like metrics (accuracy, macro_f1,
-relative_robustness, ece, patch_shuffle_drop) are fractions in [0, 1] and are turned into
-points by `to_unit = 100`; overfit_gap is already in points; epochs_to_95 in epochs; costs in
-their natural units, compared as ViT/CNN ratios.
+Metric conventions, shared with the probes (`cnnvit.analyses.CLAIM_METRICS`) and whoever fills
+a cell: accuracy-like metrics (accuracy, macro_f1, relative_robustness, ece_before_scaling,
+patch_shuffle_drop, long_range_accuracy, erf_radius50_fraction) are fractions in [0, 1] and are
+turned into points by `to_unit = 100`; overfit_gap is already in points; epochs_to_95 in
+epochs; costs in their natural units, compared as ViT/CNN ratios.
 
 One claim per cost measure rather than one "cheaper" claim with a vote: FLOPs, latency,
 throughput and training time can disagree (twice the FLOPs can cost the same wall time on a CPU
@@ -232,8 +233,8 @@ CLAIMS: list[Claim] = [
     Claim(
         id="calibration",
         statement="ViTs are better calibrated",
-        metric="ece",
-        metric_label="expected calibration error",
+        metric="ece_before_scaling",
+        metric_label="expected calibration error (before temperature scaling)",
         favours="vit",
         better="lower",
         evidence="per_seed_mean_difference",
@@ -243,7 +244,10 @@ CLAIMS: list[Claim] = [
         ),
         unit="points",
         to_unit=100.0,
-        scope="on this test split, averaged over sizes",
+        scope=(
+            "the models as trained, before temperature scaling (which is fitted afterwards and "
+            "would calibrate either); on this test split, averaged over sizes"
+        ),
         requires="the calibration probe",
     ),
     Claim(
@@ -262,7 +266,43 @@ CLAIMS: list[Claim] = [
         unit="points",
         to_unit=100.0,
         scope="shuffling patches keeps local content and destroys global layout",
-        requires="the global-context probe",
+        requires="the robustness probe",
+    ),
+    Claim(
+        id="long_range",
+        statement="ViTs relate distant image regions better than CNNs",
+        metric="long_range_accuracy",
+        metric_label="accuracy on the long-range same/different task",
+        favours="vit",
+        better="higher",
+        evidence="per_seed_mean_difference",
+        threshold=2.0,
+        threshold_why=(
+            "a fresh pair trained once on a small synthetic task is noisier than the main "
+            "comparison: twice the 1-point accuracy threshold"
+        ),
+        unit="points",
+        to_unit=100.0,
+        scope="a synthetic task where only the relation between opposite corners decides",
+        requires="the long-range probe",
+    ),
+    Claim(
+        id="local_features",
+        statement="CNNs look at local features (a smaller effective receptive field)",
+        metric="erf_radius50_fraction",
+        metric_label="effective receptive field radius (50% of gradient mass, share of side)",
+        favours="cnn",
+        better="lower",
+        evidence="per_seed_mean_difference",
+        threshold=5.0,
+        threshold_why=(
+            "the radius is read on the pixel grid: one pixel is 3% of a 32-pixel side, so a gap "
+            "under 5% of the side is within the measurement's resolution"
+        ),
+        unit="% of side",
+        to_unit=100.0,
+        scope="the last stage or layer of each model, on test images",
+        requires="the locality probe",
     ),
 ]
 

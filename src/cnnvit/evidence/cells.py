@@ -1,0 +1,135 @@
+"""Cells: the one table the verdict engine reads, one `CellRecord` per finished run.
+
+A cell holds both models' metrics under the names the claims use (`claims` gives their units)
+and the paired test counts McNemar needs. `cell_from_run` builds one from a run loaded with
+`cnnvit.runs.load_run` (duck-typed, so this stage does not import the loader's types): test
+accuracy and macro-F1, parameters, FLOPs, the timings, and two figures derived here from the
+validation history so that every report derives them the same way: `epochs_to_95` (first epoch
+reaching 95% of the model's own best validation accuracy) and `overfit_gap` (final-epoch train
+minus validation accuracy, in points). Probe metrics (`analyses/<probe>.json` "claims") and a
+probe's own paired counts are passed in by the caller that read them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILIES = ("cnn", "vit")
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """One finished run: both models' metrics and their paired test outcomes.
+
+    `metrics` maps "cnn"/"vit" to metric name -> value (see `claims` for units); a missing metric
+    makes the claims resting on it "not tested". `paired` counts the run's test images by who got
+    them right: {"only_cnn", "only_vit", "both", "neither"}; `probe_paired` holds the same counts
+    for a probe's own test set, keyed by the metric they score (e.g. "long_range_accuracy").
+    """
+
+    pair: str
+    fraction: float  # share of the training split used
+    n_train: int  # training images
+    seed: int
+    pretrained: bool  # whether either model started from pretrained weights
+    metrics: Mapping[str, Mapping[str, float]]
+    paired: Mapping[str, int] | None = None
+    probe_paired: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def paired_for(self, metric: str) -> Mapping[str, int] | None:
+        """Paired counts behind an accuracy metric, or None when the cell has none for it."""
+        return self.paired if metric == "accuracy" else self.probe_paired.get(metric)
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else None
+
+
+def epochs_to_95(history: Sequence[Mapping[str, Any]]) -> int | None:
+    """First epoch whose validation accuracy reaches 95% of the model's own best, or None."""
+    rows = [(r.get("epoch", i + 1), _number(r.get("val_accuracy"))) for i, r in enumerate(history)]
+    rows = [(e, v) for e, v in rows if v is not None]
+    if not rows:
+        return None
+    best = max(v for _, v in rows)
+    return int(next(e for e, v in rows if v >= 0.95 * best))
+
+
+def overfit_gap(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """Final-epoch training minus validation accuracy, in points (train on augmented batches)."""
+    if not history:
+        return None
+    train = _number(history[-1].get("train_accuracy"))
+    val = _number(history[-1].get("val_accuracy"))
+    return None if train is None or val is None else 100.0 * (train - val)
+
+
+def model_metrics(results: Mapping[str, Any]) -> dict[str, float]:
+    """One model's claim metrics from its run.json block; missing values are left out."""
+    test = results.get("test") or {}
+    efficiency = results.get("efficiency") or {}
+    history = results.get("history") or []
+    values = {
+        "accuracy": test.get("accuracy"),
+        "macro_f1": test.get("macro_f1"),
+        "params": results.get("params"),
+        "flops_per_image": results.get("flops_per_image"),
+        "latency_ms_batch1": efficiency.get("latency_ms_batch1"),
+        "inference_images_per_second": efficiency.get("inference_images_per_second"),
+        "train_images_per_second": efficiency.get("train_images_per_second"),
+        "train_seconds": efficiency.get("train_seconds"),
+        "epochs_to_95": epochs_to_95(history),
+        "overfit_gap": overfit_gap(history),
+    }
+    return {k: float(v) for k, v in values.items() if _number(v) is not None}
+
+
+def paired_counts(comparison: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """The engine's paired counts from a run's (or probe's) comparison block."""
+    keys = {
+        "only_cnn": "only_cnn_correct",
+        "only_vit": "only_vit_correct",
+        "both": "both_correct",
+        "neither": "both_wrong",
+    }
+    if not comparison or any(comparison.get(v) is None for v in keys.values()):
+        return None
+    return {k: int(comparison[v]) for k, v in keys.items()}
+
+
+def cell_from_run(
+    run: Any,
+    probe_metrics: Mapping[str, Mapping[str, float]] | None = None,
+    probe_paired: Mapping[str, Mapping[str, Any]] | None = None,
+    pair: str | None = None,
+) -> CellRecord:
+    """A cell from a loaded run (`cnnvit.runs.load_run`), plus any probe results read for it.
+
+    `probe_metrics` is {metric: {"cnn": value, "vit": value}} (a probe's "claims" block);
+    `probe_paired` is {metric: comparison block with *_correct counts}. `pair` defaults to
+    "<cnn name>+<vit name>".
+    """
+    models = run.models
+    metrics = {f: model_metrics(models[f].results) if f in models else {} for f in FAMILIES}
+    for metric, by_family in (probe_metrics or {}).items():
+        for family in FAMILIES:
+            value = _number(by_family.get(family))
+            if value is not None:
+                metrics[family][metric] = value
+    names = [models[f].name if f in models else "?" for f in FAMILIES]
+    splits = (run.dataset or {}).get("splits") or {}
+    probe_counts = {m: paired_counts(c) for m, c in (probe_paired or {}).items()}
+    return CellRecord(
+        pair=pair or "+".join(names),
+        fraction=float(run.config.data.train_fraction),
+        n_train=int(splits.get("train", 0)),
+        seed=int(run.config.train.seed),
+        pretrained=any(models[f].pretrained for f in FAMILIES if f in models),
+        metrics=metrics,
+        paired=paired_counts(run.comparison),
+        probe_paired={m: c for m, c in probe_counts.items() if c is not None},
+    )
