@@ -111,7 +111,7 @@ def trend_over_log_size(claim: Claim, cells: Sequence[CellRecord]) -> Evidence |
             f"{_count(len(sizes), 'size')}"
         )
     evidence = stats.slope_per_doubling(by_seed, claim.unit)
-    return _with_detail(evidence, f"from {sizes[0]:,} to {sizes[-1]:,} training images")
+    return _with_detail(evidence, f"from {sizes[0]:,} to {sizes[-1]:,} images")
 
 
 def per_seed_mean_difference(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTested:

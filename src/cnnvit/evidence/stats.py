@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
 
 CONFIDENCE = 0.95
 
@@ -69,6 +67,8 @@ def newcombe_paired_interval(
     positive). Returns (low, high) as proportions. Chosen over the Wald interval, which is too
     narrow when the accuracies are near 100%, as they are on easy datasets.
     """
+    from statsmodels.stats.proportion import proportion_confint  # statsmodels loads pandas: lazy
+
     n = both + only_vit + only_cnn + neither
     if n == 0:
         return (math.nan, math.nan)
@@ -310,6 +310,8 @@ def curve_crossing(
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down family-wise correction of p-values tested together."""
+    from statsmodels.stats.multitest import multipletests  # statsmodels loads pandas: lazy
+
     if not p_values:
         return []
     return [float(p) for p in multipletests(list(p_values), method="holm")[1]]

@@ -29,11 +29,20 @@ def format_p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _number(value: float, unit: str, signed: bool = True) -> str:
+def _digits(unit: str) -> int:
+    return 2 if "per" in unit else 1
+
+
+def _signed(value: float, digits: int) -> str:
+    if round(value, digits) == 0:
+        value = 0.0  # no "-0.0"
+    return f"{value:+.{digits}f}"
+
+
+def _number(value: float, unit: str) -> str:
     if unit == "x":
         return f"{value:.2f}x"
-    digits = 2 if "per" in unit else 1
-    return f"{value:{'+' if signed else ''}.{digits}f} {unit}"
+    return f"{_signed(value, _digits(unit))} {unit}"
 
 
 def format_effect(evidence: Evidence) -> str:
@@ -47,10 +56,12 @@ def format_interval(evidence: Evidence) -> str:
         return "exact"
     if math.isnan(evidence.low) or math.isnan(evidence.high):
         return "none: one run"
+    if evidence.low == evidence.high:  # zero spread: the range, not a 95% interval
+        return f"none: all {evidence.n} replicates equal"
     if evidence.unit == "x":
         return f"{evidence.low:.2f}x to {evidence.high:.2f}x"
-    digits = 2 if "per" in evidence.unit else 1
-    return f"{evidence.low:+.{digits}f} to {evidence.high:+.{digits}f} {evidence.unit}"
+    digits = _digits(evidence.unit)
+    return f"{_signed(evidence.low, digits)} to {_signed(evidence.high, digits)} {evidence.unit}"
 
 
 def format_threshold(verdict: Verdict) -> str:
@@ -85,7 +96,12 @@ def explain(verdict: Verdict, reason: str = "") -> str:
     evidence, claim = verdict.evidence, verdict.claim
     assert claim is not None
     threshold = f"the {format_threshold(verdict)} threshold"
-    has_interval = not (evidence.exact or math.isnan(evidence.low) or math.isnan(evidence.high))
+    has_interval = not (
+        evidence.exact
+        or math.isnan(evidence.low)
+        or math.isnan(evidence.high)
+        or evidence.low == evidence.high
+    )
     interval = f" (95% CI {format_interval(evidence)})" if has_interval else ""
     holm = f"Holm-adjusted {format_p(verdict.p_adjusted)}"
     credited = _FAMILY[claim.favours]
