@@ -4,6 +4,7 @@ scipy, a published reference value and hand computations."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,10 @@ from cnnvit.evidence import (
     CLAIMS,
     CellRecord,
     Claim,
+    cell_from_run,
+    crossing,
+    decide,
+    fraction_table,
     judge_claims,
     register_claim,
     stats,
@@ -22,6 +27,7 @@ from cnnvit.evidence import (
     verdict_table_markdown,
 )
 from cnnvit.evidence.claims import claim_by_id
+from cnnvit.evidence.engine import direction
 
 FRACTIONS = [(0.1, 130), (0.25, 325), (0.5, 650), (1.0, 1300)]
 PAIR = "convnext-micro+vit-micro"
@@ -346,3 +352,137 @@ def test_register_claim_adds_once_and_rejects_a_duplicate():
 def test_no_cells_is_a_user_error():
     with pytest.raises(CnnvitError):
         judge_claims([])
+
+
+# ---------------------------------------------------------------- decision rule, one branch each
+
+
+def _evidence(estimate, low, high, p, scale="difference", unit="points", exact=False):
+    return stats.Evidence(estimate, low, high, p, "test", 3, unit, scale, exact)
+
+
+def test_decision_rule_branches():
+    acc = claim_by_id("data_efficiency")  # favours CNN, higher better: claimed ViT - CNN < 0
+    assert decide(acc, _evidence(-3.0, -4.0, -2.0, 0.01), 0.01) == (
+        "supported",
+        "significant_meaningful",
+    )
+    # significant for the CNN but under 1 point, and the interval still reaches -1: inconclusive
+    assert decide(acc, _evidence(-0.8, -1.5, -0.1, 0.01), 0.01) == (
+        "inconclusive",
+        "significant_small",
+    )
+    # significant for the CNN but the whole interval is under 1 point: a negligible advantage
+    assert decide(acc, _evidence(-0.5, -0.8, -0.2, 0.01), 0.01) == ("contradicted", "ruled_out")
+    # the raw p is significant, the Holm-adjusted one is not: the adjusted one decides
+    assert decide(acc, _evidence(-3.0, -4.0, -2.0, 0.01), 0.2)[0] == "inconclusive"
+    assert decide(acc, _evidence(-3.0, math.nan, math.nan, None), None) == (
+        "inconclusive",
+        "no_replicates",
+    )
+    # throughput: higher is better, so a ViT/CNN ratio of 0.8 is the CNN's 1.25x advantage
+    tput = claim_by_id("cheaper_inference")
+    assert decide(tput, _evidence(0.8, 0.75, 0.85, 0.001, "ratio", "x"), 0.001)[0] == "supported"
+    assert decide(tput, _evidence(1.2, 1.1, 1.3, 0.001, "ratio", "x"), 0.001) == (
+        "contradicted",
+        "significant_opposite",
+    )
+    assert direction(tput, _evidence(1.2, 1.1, 1.3, 0.001, "ratio", "x")) == "leans ViT"
+    flops = claim_by_id("cheaper_flops")
+    exact = _evidence(1.10, 1.10, 1.10, None, "ratio", "x", exact=True)
+    assert decide(flops, exact, None) == ("supported", "exact_meets")  # exactly at threshold
+    exact = _evidence(1 / 1.5, 1 / 1.5, 1 / 1.5, None, "ratio", "x", exact=True)
+    assert decide(flops, exact, None) == ("contradicted", "exact_short")
+
+
+# ---------------------------------------------------------------- from a run, curves, probes
+
+
+def _results(name, acc, val, train_last, params, **eff):
+    history = [
+        {"epoch": i + 1, "val_accuracy": v, "train_accuracy": 0.5} for i, v in enumerate(val)
+    ]
+    history[-1]["train_accuracy"] = train_last
+    return {
+        "name": name,
+        "pretrained": False,
+        "params": params,
+        "flops_per_image": 1e8,
+        "history": history,
+        "test": {"accuracy": acc, "macro_f1": acc - 0.01},
+        "efficiency": eff,
+    }
+
+
+def test_cell_from_run_reads_the_run_json_layout():
+    models = {
+        "cnn": SimpleNamespace(
+            name="convnext-micro",
+            pretrained=False,
+            results=_results("convnext-micro", 0.98, [0.5, 0.8, 0.9, 0.92], 0.97, 2.85e6,
+                             latency_ms_batch1=2.3, train_seconds=30.0),
+        ),
+        "vit": SimpleNamespace(
+            name="vit-micro",
+            pretrained=True,
+            results=_results("vit-micro", 0.96, [0.3, 0.6, 0.7, 0.96], 0.95, 2.69e6),
+        ),
+    }  # fmt: skip
+    run = SimpleNamespace(
+        models=models,
+        config=SimpleNamespace(
+            data=SimpleNamespace(train_fraction=0.25), train=SimpleNamespace(seed=2)
+        ),
+        dataset={"splits": {"train": 323, "validation": 129, "test": 359}},
+        comparison={"both_correct": 340, "only_cnn_correct": 12, "only_vit_correct": 4,
+                    "both_wrong": 3},
+    )  # fmt: skip
+    cell = cell_from_run(run, probe_metrics={"ece_before_scaling": {"cnn": 0.05, "vit": 0.03}})
+    assert (cell.pair, cell.fraction, cell.n_train, cell.seed) == (
+        "convnext-micro+vit-micro",
+        0.25,
+        323,
+        2,
+    )
+    assert cell.pretrained  # either model pretrained
+    cnn, vit = cell.metrics["cnn"], cell.metrics["vit"]
+    assert cnn["epochs_to_95"] == 3  # best 0.92, 95% of it 0.874: first reached at epoch 3
+    assert vit["epochs_to_95"] == 4  # best 0.96 -> 0.912: only the last epoch
+    assert cnn["overfit_gap"] == pytest.approx(5.0) and vit["overfit_gap"] == pytest.approx(-1.0)
+    assert cnn["latency_ms_batch1"] == 2.3 and "latency_ms_batch1" not in vit
+    assert vit["ece_before_scaling"] == 0.03
+    assert cell.paired == {"only_cnn": 12, "only_vit": 4, "both": 340, "neither": 3}
+
+
+def test_fraction_table_gives_bands_and_paired_differences():
+    cells = table(lambda s, n: -0.04 + SEED_NOISE[s])
+    rows = fraction_table(cells)
+    assert [r.n_train for r in rows] == [n for _, n in FRACTIONS]
+    first = rows[0]
+    vit = [100 * (0.63 - 0.04 + SEED_NOISE[s]) for s in (0, 1, 2)]
+    half = sps.t.ppf(0.975, 2) * np.std(vit, ddof=1) / math.sqrt(3)
+    assert first.vit == pytest.approx((np.mean(vit), np.mean(vit) - half, np.mean(vit) + half))
+    assert first.difference.estimate == pytest.approx(np.mean(vit) - 63.0)
+    assert first.seeds == 3
+    curve = {0: [(130, -2.0), (1300, 2.0)], 1: [(130, -1.0), (1300, 3.0)]}
+    crossing_cells = [
+        CellRecord(PAIR, f, n, s, False, {"cnn": {"accuracy": 0.5}, "vit": {"accuracy": 0.5 + d}})
+        for s, points in curve.items()
+        for (n, d), f in zip([(n, d / 100) for n, d in points], (0.1, 1.0), strict=True)
+    ]
+    found = crossing(crossing_cells)[(PAIR, False)]
+    expected = [math.log2(130) + 0.5 * math.log2(10), math.log2(130) + 0.25 * math.log2(10)]
+    assert found.seeds_crossing == 2
+    assert found.n_train == pytest.approx(2 ** np.mean(expected))
+
+
+def test_a_probe_with_its_own_paired_counts_gets_mcnemar_in_one_run():
+    cell = table(lambda s, n: 0.0, seeds=(0,), fractions=[(1.0, 1294)],
+                 long_range_accuracy=(0.55, 0.90))[0]  # fmt: skip
+    counts = {"only_cnn": 10, "only_vit": 190, "both": 270, "neither": 42}
+    cell = CellRecord(cell.pair, 1.0, 1294, 0, False, cell.metrics, None,
+                      {"long_range_accuracy": counts})  # fmt: skip
+    v = by_id(judge_claims([cell]))["long_range"]
+    assert v.p_value == pytest.approx(sps.binomtest(190, 200, 0.5).pvalue)
+    assert v.effect == pytest.approx(100 * 180 / 512)
+    assert (v.outcome, v.direction) == ("supported", "leans ViT")
