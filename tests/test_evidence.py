@@ -431,9 +431,9 @@ def test_cell_from_run_reads_the_run_json_layout():
     run = SimpleNamespace(
         models=models,
         config=SimpleNamespace(
-            data=SimpleNamespace(train_fraction=0.25), train=SimpleNamespace(seed=2)
+            data=SimpleNamespace(train_fraction=0.25), train=SimpleNamespace(seed=2, epochs=20)
         ),
-        dataset={"splits": {"train": 323, "validation": 129, "test": 359}},
+        dataset={"name": "digits", "splits": {"train": 323, "validation": 129, "test": 359}},
         comparison={"both_correct": 340, "only_cnn_correct": 12, "only_vit_correct": 4,
                     "both_wrong": 3},
     )  # fmt: skip
@@ -452,6 +452,10 @@ def test_cell_from_run_reads_the_run_json_layout():
     assert cnn["latency_ms_batch1"] == 2.3 and "latency_ms_batch1" not in vit
     assert vit["ece_before_scaling"] == 0.03
     assert cell.paired == {"only_cnn": 12, "only_vit": 4, "both": 340, "neither": 3}
+    assert (cell.dataset, cell.epochs) == ("digits", 20)
+    scope = judge_claims([cell], claims=[claim_by_id("data_efficiency")])[0].scope
+    assert "digits, convnext-micro+vit-micro, pretrained, 323 training images" in scope
+    assert scope.endswith("1 seed, 20 epochs")
 
 
 def test_fraction_table_gives_bands_and_paired_differences():

@@ -38,6 +38,8 @@ class CellRecord:
     metrics: Mapping[str, Mapping[str, float]]
     paired: Mapping[str, int] | None = None
     probe_paired: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    dataset: str = ""  # for the verdict's scope
+    epochs: int | None = None  # the training budget, for the verdict's scope
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -107,7 +109,7 @@ def cell_from_run(
     probe_paired: Mapping[str, Mapping[str, Any]] | None = None,
     pair: str | None = None,
 ) -> CellRecord:
-    """A cell from a loaded run (`cnnvit.runs.load_run`), plus any probe results read for it.
+    """A cell from a loaded, complete run (`cnnvit.runs.load_run`), plus its probe results.
 
     `probe_metrics` is {metric: {"cnn": value, "vit": value}} (a probe's "claims" block);
     `probe_paired` is {metric: comparison block with *_correct counts}. `pair` defaults to
@@ -132,4 +134,6 @@ def cell_from_run(
         metrics=metrics,
         paired=paired_counts(run.comparison),
         probe_paired={m: c for m, c in probe_counts.items() if c is not None},
+        dataset=str((run.dataset or {}).get("name", "")),
+        epochs=int(run.config.train.epochs),
     )

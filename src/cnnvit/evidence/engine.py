@@ -131,11 +131,18 @@ def _groups(cells: Sequence[CellRecord]) -> dict[tuple[str, bool], list[CellReco
 def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: bool) -> str:
     sizes = sorted({c.n_train for c in cells})
     seeds = sorted({c.seed for c in cells})
-    size_text = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,} to {sizes[-1]:,}"
-    return (
-        f"{claim.scope}; {pair}, {'pretrained' if pretrained else 'from scratch'}, "
-        f"{size_text} training images, {len(seeds)} seed{'s' * (len(seeds) != 1)}"
-    )
+    datasets = sorted({c.dataset for c in cells if c.dataset})
+    epochs = sorted({c.epochs for c in cells if c.epochs})
+    parts = [
+        ", ".join(datasets),
+        pair,
+        "pretrained" if pretrained else "from scratch",
+        (f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,} to {sizes[-1]:,}")
+        + " training images",
+        f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
+        "/".join(map(str, epochs)) + " epochs" if epochs else "",
+    ]
+    return f"{claim.scope}; " + ", ".join(p for p in parts if p)
 
 
 def judge_claims(
