@@ -1,12 +1,11 @@
 """The verdict engine: finished runs (cells) in, one verdict per declared claim out.
 
 Input is a table of `CellRecord`s, one per finished run; a single `cnnvit compare` run is the
-one-cell case of a study. Cells are grouped by (pair, pretrained) and every claim is judged in
-every group by the evidence function it names (`EVIDENCE`, extensible with `register_evidence`).
-The replicate is the training seed: a seed's two models share data, order and budget, so ViT -
-CNN is paired within a seed and t is taken over seeds. A cell alone falls back to what one run
-can say: the exact McNemar test and Newcombe's paired interval on its test images for accuracy;
-no test for other noisy measures (one value has no spread); the value itself for exact counts.
+one-cell case of a study, judged by the same code. Cells are grouped by (pair, pretrained) and
+every claim is judged in every group by the evidence function it names (`measures.EVIDENCE`:
+t over seeds in a study; McNemar and Newcombe's interval, or no test, for one run). The Holm
+family is every p-value judged in one call, across claims and groups. `wording.explain` writes
+each verdict's sentence, so the engine and every report share one wording.
 
 Decision rule. Orient the effect e so that positive is the claimed direction (log scale for
 ratios) and let T be the claim's threshold. An exact quantity (FLOPs) is supported when e >= T

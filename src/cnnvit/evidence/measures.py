@@ -7,7 +7,10 @@ names its function in `EVIDENCE`; a probe with a new kind of evidence adds one w
 and budget, so ViT - CNN is paired within it); a single replicate falls back to what one run can
 say: McNemar and Newcombe's interval on paired test predictions where the cell has them, no test
 otherwise. Costs take the cell as the replicate instead: timing noise comes from the machine,
-and every run times its two models afresh.
+and every run times its two models afresh. What t over seeds covers: every seed is scored on the
+same fixed test split, so its interval measures how much training (initialisation, order,
+augmentation) moves the gap on these test images, not how much another test sample would; the
+per-cell McNemar test is the one that speaks to test-set sampling.
 """
 
 from __future__ import annotations
