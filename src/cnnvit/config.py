@@ -19,6 +19,8 @@ import yaml
 from .errors import CnnvitError
 from .runtime import ATTENTIONS, DEVICES, PRECISIONS
 
+REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker names
+
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse's name
     """A field with its help text; `extra` holds `aliases` (other names of the flag and config
@@ -111,6 +113,12 @@ class TrainConfig:
         512, "batch size for evaluation and inference timing",
         aliases=("per_device_eval_batch_size",),
     )  # fmt: skip
+    report_to: str = _opt(
+        "none",
+        "experiment tracker for per-epoch loss, accuracy and learning rate, through accelerate: "
+        "tensorboard (written to RUN/tracking), trackio, wandb or none",
+        choices=REPORTERS,
+    )
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,9 @@ def validate(config: CompareConfig) -> None:
         raise CnnvitError(
             f"--attention must be one of {', '.join(ATTENTIONS)}, not '{t.attention}'"
         )
+    if t.report_to not in REPORTERS:
+        choices = ", ".join(REPORTERS)
+        raise CnnvitError(f"--report-to must be one of {choices}, not '{t.report_to}'")
     if t.grad_clip_norm < 0:
         raise CnnvitError("--grad-clip-norm must be 0 (off) or positive")
     if t.precision not in PRECISIONS:

@@ -31,6 +31,7 @@ from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import train_model
+from .training.trackers import start_trackers, tracker_options
 
 
 def _say(line: str) -> None:
@@ -126,15 +127,19 @@ def _run(
         f"{splits['validation']} validation / {splits['test']} test images; "
         f"device {runtime.device}, {runtime.precision}"
     )
-    accelerator = make_accelerator(runtime)
-    for family in list(built):
-        model = built[family]
-        _train_and_evaluate(model, data, config, accelerator, runtime, writer)
-        accuracy = writer.model(family)["test"]["accuracy"]
-        _say(f"[{model.name}] test accuracy {accuracy:.4f}")
-        # Free the first model before the second trains: the run keeps it on disk.
-        del built[family], model
-        accelerator.free_memory()
+    accelerator = make_accelerator(runtime, **tracker_options(config.train.report_to, writer.path))
+    start_trackers(accelerator, config, writer.path)
+    try:
+        for family in list(built):
+            model = built[family]
+            _train_and_evaluate(model, data, config, accelerator, runtime, writer)
+            accuracy = writer.model(family)["test"]["accuracy"]
+            _say(f"[{model.name}] test accuracy {accuracy:.4f}")
+            # Free the first model before the second trains: the run keeps it on disk.
+            del built[family], model
+            accelerator.free_memory()
+    finally:
+        accelerator.end_training()  # flush and close the trackers, even after a failure
 
 
 def _train_and_evaluate(
@@ -159,6 +164,7 @@ def _train_and_evaluate(
     result = train_model(
         model, preprocess, train, validation, config.train, accelerator, runtime,
         name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),
+        tracker_prefix=family,
     )  # fmt: skip
     with runtime.autocast():
         logits, loss = predict(

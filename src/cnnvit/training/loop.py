@@ -71,11 +71,14 @@ def train_model(
     name: str = "model",
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    tracker_prefix: str | None = None,
 ) -> TrainResult:
     """Train `model` with the shared recipe and return its best epoch by validation accuracy.
 
     `on_epoch` receives each epoch's history row as soon as the epoch ends (the run writer
-    records it, so an interrupted run keeps its curve so far).
+    records it, so an interrupted run keeps its curve so far). When the accelerator has
+    trackers (`Accelerator(log_with=...)`), each row is also logged to them at step = epoch,
+    under `tracker_prefix/` (default: `name`), so two models share one tracker run.
     """
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     device = accelerator.device
@@ -147,6 +150,12 @@ def train_model(
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
+            if accelerator.trackers:
+                prefix = tracker_prefix or name
+                accelerator.log(
+                    {f"{prefix}/{key}": value for key, value in row.items() if key != "epoch"},
+                    step=epoch,
+                )
             if val_accuracy > best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
                 best_state = {

@@ -1,0 +1,70 @@
+"""`--report-to`: the TensorBoard events a run writes hold exactly the run's per-epoch history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cnnvit import compare
+from cnnvit.config import build_config
+from cnnvit.errors import CnnvitError
+from cnnvit.runs import load_run
+
+pytest.importorskip(
+    "tensorboard", reason="the tracker test needs tensorboard (pip install -e .[dev])"
+)
+
+TRACKED = {
+    "dataset": "digits",
+    "cnn": "convnext-nano",
+    "vit": "vit-nano",
+    "image_size": 16,
+    "epochs": 2,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "max_train_samples": 200,
+    "max_eval_samples": 60,
+    "eval_batch_size": 128,
+    "seed": 0,
+}
+LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def test_tensorboard_events_match_run_history(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = compare(output=str(tmp_path / "tracked"), report_to="tensorboard", **TRACKED)
+    run = load_run(run_dir)
+    assert run.config.train.report_to == "tensorboard"  # recorded, so the run reloads as it ran
+    events = EventAccumulator(str(run_dir / "tracking" / "cnnvit"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for family in ("cnn", "vit"):
+        history = run.models[family].history
+        assert [row["epoch"] for row in history] == [1, 2]
+        for key in LOGGED:
+            assert f"{family}/{key}" in tags
+            logged = events.Scalars(f"{family}/{key}")
+            assert [event.step for event in logged] == [row["epoch"] for row in history]
+            # TensorBoard stores float32: equal to run.json's float64 up to that rounding.
+            for event, row in zip(logged, history, strict=True):
+                assert event.value == pytest.approx(row[key], rel=1e-6, abs=1e-12)
+    # The learning rate follows the schedule (warm-up then cosine), so epochs differ.
+    lrs = [e.value for e in events.Scalars("cnn/lr")]
+    assert lrs[0] != lrs[1]
+
+
+def test_no_tracker_by_default_and_unknown_tracker_refused() -> None:
+    assert build_config({}).train.report_to == "none"
+    with pytest.raises(CnnvitError, match="--report-to must be one of"):
+        build_config({"report_to": "mlflow"})
+
+
+def test_cli_flag_parses() -> None:
+    from cnnvit.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["compare", "--report-to", "tensorboard"])
+    assert config_from_args(args).train.report_to == "tensorboard"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--report-to", "mlflow"])
