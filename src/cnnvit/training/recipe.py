@@ -1,0 +1,148 @@
+"""Regularisation that fits the training budget: warm-up, augmentation, label smoothing, decay.
+
+The rule. A run's budget is counted in passes over the training set (epochs: images trained /
+training images). Regularisation pays only once a model can start to memorise, which takes
+several passes: a run that sees each image once or twice cannot overfit, so augmentation and
+label smoothing there only make the task harder and slow learning (measured in issue 8: the
+long-run recipe cost both models about 12 points of Fashion-MNIST accuracy after 2 epochs).
+So a strength s in [0, 1] grows with the logarithm of the number of passes:
+
+    s = 0                                  for epochs <= 2
+    s = log(epochs / 2) / log(20 / 2)      between (log: each doubling of passes adds as much)
+    s = 1                                  for epochs >= 20 (where the full recipe was tuned)
+
+and the recipe is: label smoothing 0.1 s; augmentation (random affine: rotation ±10° s,
+shift ±10% s, scale 1 ± 0.1 s; off at s = 0); warm-up 10% of the steps but at most two epochs'
+worth (long runs need no longer ramp; DeiT warms up 5 of 300 epochs); weight decay 0.05 at every
+budget, because AdamW's decoupled decay already scales with the budget: each step shrinks the
+weights by lr x wd, so its total effect grows with the number of steps, and a second schedule
+on top would count the budget twice. A number given for any of these (`--label-smoothing 0.1`,
+`--augment-strength 1`, ...) fixes it; only fields left at "auto" follow the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import TrainConfig
+from ..data.preprocess import AugmentConfig
+
+SHORT_EPOCHS = 2.0  # at or below this many passes: no augmentation, no label smoothing
+LONG_EPOCHS = 20.0  # at or above: the full long-run recipe
+FULL_LABEL_SMOOTHING = 0.1
+FULL_WARMUP_FRACTION = 0.1
+MAX_WARMUP_EPOCHS = 2.0
+WEIGHT_DECAY = 0.05
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The resolved regularisation of one training run (numbers, no "auto")."""
+
+    strength: float  # s in [0, 1], from the budget (1.0 where every value was fixed)
+    warmup_fraction: float  # of all optimizer steps
+    label_smoothing: float
+    weight_decay: float
+    augment_strength: float  # 0: off; 1: AugmentConfig's default magnitudes
+    rule: str  # one line: how these values were chosen
+
+    def augment_config(self, hflip: bool = False) -> AugmentConfig | None:
+        """The augmentation at this strength: AugmentConfig's magnitudes scaled by it."""
+        if self.augment_strength <= 0:
+            return None
+        base, s = AugmentConfig(), self.augment_strength
+        low, high = base.scale_range
+        return AugmentConfig(
+            max_rotation_degrees=base.max_rotation_degrees * s,
+            max_translate_fraction=base.max_translate_fraction * s,
+            scale_range=(1 - (1 - low) * s, 1 + (high - 1) * s),
+            hflip=hflip,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def budget_strength(epochs: float) -> float:
+    """s in [0, 1]: 0 up to SHORT_EPOCHS passes, 1 from LONG_EPOCHS, log-linear between."""
+    if epochs <= SHORT_EPOCHS:
+        return 0.0
+    return min(1.0, math.log(epochs / SHORT_EPOCHS) / math.log(LONG_EPOCHS / SHORT_EPOCHS))
+
+
+def regularisation_for(
+    epochs: float,
+    n_train: int,
+    batch_size: int = 64,
+    *,
+    warmup_fraction: float | str = AUTO,
+    label_smoothing: float | str = AUTO,
+    weight_decay: float | str = AUTO,
+    augment_strength: float | str = AUTO,
+) -> Recipe:
+    """The regularisation for `epochs` passes over `n_train` images; numbers given are kept.
+
+    `n_train` and `batch_size` give the step count, which caps warm-up at two epochs of steps
+    (and at least one step, so the first update is never at the peak learning rate).
+    """
+    s = budget_strength(epochs)
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    total_steps = steps_per_epoch * max(1, math.ceil(epochs))
+    auto_warmup = min(FULL_WARMUP_FRACTION, MAX_WARMUP_EPOCHS * steps_per_epoch / total_steps)
+    auto_warmup = max(auto_warmup, 1 / total_steps)
+
+    def pick(value: float | str, automatic: float) -> float:
+        return automatic if value == AUTO else float(value)
+
+    return Recipe(
+        strength=s,
+        warmup_fraction=pick(warmup_fraction, auto_warmup),
+        label_smoothing=pick(label_smoothing, FULL_LABEL_SMOOTHING * s),
+        weight_decay=pick(weight_decay, WEIGHT_DECAY),
+        augment_strength=pick(augment_strength, s),
+        rule=(
+            f"{epochs:g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, 1 at >= "
+            f"{LONG_EPOCHS:g}, log-linear between); label smoothing 0.1 s, augmentation at s "
+            "times its full magnitudes, warm-up 10% of steps capped at 2 epochs, weight decay "
+            "0.05; values given as numbers are kept"
+        ),
+    )
+
+
+def resolve_recipe(config: TrainConfig, n_train: int) -> Recipe:
+    """The recipe a training run of `config` on `n_train` images uses ("auto" fields resolved).
+
+    `--no-augment` turns augmentation off whatever its strength.
+    """
+    recipe = regularisation_for(
+        config.epochs,
+        n_train,
+        config.batch_size,
+        warmup_fraction=config.warmup_fraction,
+        label_smoothing=config.label_smoothing,
+        weight_decay=config.weight_decay,
+        augment_strength=config.augment_strength,
+    )
+    if not config.augment:
+        recipe = dataclasses.replace(recipe, augment_strength=0.0)
+    return recipe
+
+
+def fixed_recipe_config(config: TrainConfig, recipe: Recipe, **changes: Any) -> TrainConfig:
+    """`config` with the recipe's numbers written in (no "auto" left), plus `changes`.
+
+    Tuning trials use this so a short trial keeps the full run's regularisation instead of
+    re-deriving a weaker one from its own few epochs.
+    """
+    return dataclasses.replace(
+        config,
+        warmup_fraction=recipe.warmup_fraction,
+        label_smoothing=recipe.label_smoothing,
+        weight_decay=recipe.weight_decay,
+        augment_strength=recipe.augment_strength,
+        **changes,
+    )
