@@ -64,10 +64,23 @@ class DataConfig:
 class ModelsConfig:
     """The two models compared."""
 
-    cnn: str = _opt("convnext-micro", "CNN: a preset name (see `cnnvit models`), hub id or folder")
-    vit: str = _opt("vit-micro", "ViT: a preset name (see `cnnvit models`), hub id or folder")
+    cnn: str = _opt(
+        "resnet-micro",
+        "CNN: a preset name (see `cnnvit models`), hub id or folder; auto: the CNN preset paired "
+        "with --vit by --match",
+    )
+    vit: str = _opt(
+        "vit-micro",
+        "ViT: a preset name (see `cnnvit models`), hub id or folder; auto: the ViT preset paired "
+        "with --cnn by --match",
+    )
     image_size: int = _opt(
         32, "input size in pixels for presets (hub models use their own processor's size)"
+    )
+    match: str = _opt(
+        "params",
+        "what a preset pair is matched on, for the report and for --cnn auto / --vit auto: "
+        "params (similar parameter counts) or flops (similar FLOPs per image)",
     )
 
 
@@ -77,15 +90,35 @@ class TrainConfig:
 
     epochs: int = _opt(20, "training epochs for each model", aliases=("num_train_epochs",))
     batch_size: int = _opt(64, "training batch size", aliases=("per_device_train_batch_size",))
-    lr: float = _opt(
-        5e-4, "peak learning rate of AdamW (the same for both models)", aliases=("learning_rate",)
+    lr: float | str = _opt(
+        "auto",
+        "peak learning rate of AdamW: auto (chosen per model on the validation split, with an "
+        "equal tuning budget for both) or a number used for both models",
+        auto=True,
+        aliases=("learning_rate",),
     )
-    weight_decay: float = _opt(0.05, "AdamW weight decay")
-    warmup_fraction: float = _opt(
-        0.1, "fraction of training steps spent warming up the lr", aliases=("warmup_ratio",)
+    weight_decay: float | str = _opt(
+        "auto", "AdamW weight decay: auto (0.05) or a number", auto=True
     )
-    label_smoothing: float = _opt(
-        0.1, "label smoothing of the cross-entropy loss", aliases=("label_smoothing_factor",)
+    warmup_fraction: float | str = _opt(
+        "auto",
+        "fraction of training steps spent warming up the lr: auto (10%, at most 2 epochs) or a "
+        "number",
+        auto=True,
+        aliases=("warmup_ratio",),
+    )
+    label_smoothing: float | str = _opt(
+        "auto",
+        "label smoothing of the cross-entropy loss: auto (0 up to 2 epochs, 0.1 from 20, "
+        "scaled between) or a number",
+        auto=True,
+        aliases=("label_smoothing_factor",),
+    )
+    augment_strength: float | str = _opt(
+        "auto",
+        "scale of the augmentation's magnitudes: auto (0 up to 2 epochs, 1 from 20, scaled "
+        "between) or a number (1: +-10 degrees, +-10% shift, 0.9-1.1 scale)",
+        auto=True,
     )
     grad_clip_norm: float = _opt(
         1.0,
@@ -157,6 +190,16 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
     """Check a config value against the field's type; ints are accepted for floats."""
     if value is None:
         return None
+    if f.metadata.get("auto"):  # "auto" or a number (the CLI and YAML may give "3e-4")
+        if value == "auto":
+            return value
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            message = f"config key '{name}' must be auto or a number, not {value!r}"
+            raise CnnvitError(message) from None
     default = f.default
     kind = type(default) if default is not None and default is not dataclasses.MISSING else None
     if kind is None:
@@ -232,12 +275,16 @@ def validate(config: CompareConfig) -> None:
         raise CnnvitError(f"--epochs must be at least 1, not {t.epochs}")
     if t.batch_size < 1 or t.eval_batch_size < 1:
         raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
-    if not t.lr > 0:
-        raise CnnvitError(f"--lr must be positive, not {t.lr}")
-    if not 0 <= t.warmup_fraction < 1:
+    if t.lr != "auto" and not t.lr > 0:
+        raise CnnvitError(f"--lr must be auto or positive, not {t.lr}")
+    if t.warmup_fraction != "auto" and not 0 <= t.warmup_fraction < 1:
         raise CnnvitError("--warmup-fraction must be in [0, 1)")
-    if not 0 <= t.label_smoothing < 1:
+    if t.label_smoothing != "auto" and not 0 <= t.label_smoothing < 1:
         raise CnnvitError("--label-smoothing must be in [0, 1)")
+    for name in ("weight_decay", "augment_strength"):
+        value = getattr(t, name)
+        if value != "auto" and not value >= 0:
+            raise CnnvitError(f"--{name.replace('_', '-')} must be auto or at least 0, not {value}")
     if t.device not in DEVICES:
         raise CnnvitError(f"--device must be one of {', '.join(DEVICES)}, not '{t.device}'")
     if t.attention not in ATTENTIONS:

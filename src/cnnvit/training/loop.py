@@ -28,10 +28,12 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..config import TrainConfig
-from ..data.preprocess import AugmentConfig, BatchPreprocessor
+from ..data.preprocess import BatchPreprocessor
+from ..errors import CnnvitError
 from ..evaluation import predict
 from ..measure import PeakMemory, synchronize
 from ..runtime import Runtime, images_per_second
+from .recipe import resolve_recipe
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -86,14 +88,20 @@ def train_model(
     count = len(train_y)
     steps_per_epoch = math.ceil(count / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    if config.lr == "auto":
+        raise CnnvitError(
+            "train_model needs a number for lr: choose one with training.tuning.tune_learning_rate"
+        )
+    # "auto" regularisation follows the budget (recipe.py); numbers given are kept.
+    recipe = resolve_recipe(config, count)
+    optimizer = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=float(config.lr))
     scheduler = get_cosine_schedule_with_warmup(
-        optimizer, round(total_steps * config.warmup_fraction), total_steps
+        optimizer, round(total_steps * recipe.warmup_fraction), total_steps
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         model = torch.compile(model)
-    augment = AugmentConfig(hflip=config.hflip) if config.augment else None
+    augment = recipe.augment_config(config.hflip)
     generator = torch.Generator().manual_seed(config.seed)
     scaler = runtime.grad_scaler()
 
@@ -118,7 +126,7 @@ def train_model(
                 y = train_y[index]
                 with runtime.autocast():
                     logits = model(pixel_values=x).logits.float()
-                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
                 accelerator.backward(scaler.scale(loss))
                 if config.grad_clip_norm > 0:
                     scaler.unscale_(optimizer)
