@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/benchmark.py --dataset ../shared/data/fashion_mnist \
         --max-train-samples 10000 --max-eval-samples 2000 --pairs micro,mini \
-        --epochs 2 --repeats 3 --out benchmarks/results
+        --epochs 2 --repeats 3 --output-dir benchmarks/results
 
 Both sides train the same architecture from the same initial weights on the same splits with the
 same hyperparameters; see peer_hf_trainer.py for the peer and README.md for what is compared.
@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(), help="torch threads per worker"
     )
-    parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
+    parser.add_argument("--output-dir", "--output_dir", "--out", dest="out",
+                        default="benchmarks/results", help="folder for the results")  # fmt: skip
     # Internal: one measurement in this process, written as JSON to --result.
     parser.add_argument("--worker", choices=("peak", *SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
