@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import logging
 import os
 import sys
@@ -110,8 +111,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML or JSON file with the same keys as these flags (flags win)",
     )
     _add_config_flags(compare, ["data", "models", "train", "run"])
+    scripting = compare.add_argument_group("output for scripts")
+    scripting.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress or log lines: only errors and the report's path",
+    )
+    scripting.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON summary on stdout instead of the report's path: run "
+        "directory, status, per-model test accuracy, the paired comparison",
+    )
 
     commands.add_parser("models", help="list the built-in presets with parameters and FLOPs")
+
+    demo = commands.add_parser(
+        "demo",
+        help="try a run's two models on your own images in the browser (Gradio)",
+        description="Serve a web page where both models of a run classify an uploaded image or "
+        "a test image, side by side with their explanation maps and the run's findings. Needs "
+        "the demo extra: pip install 'cnnvit[demo]'.",
+    )
+    demo.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `cnnvit compare`")
+    demo.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 serves other machines (default: "
+        "127.0.0.1, this machine only)",
+    )
+    demo.add_argument(
+        "--device", default="auto", choices=DEVICES, help="where the models run (default: auto)"
+    )
 
     report = commands.add_parser("report", help="rebuild the report of a finished run")
     report.add_argument(
@@ -171,15 +203,67 @@ def _quiet_libraries() -> None:
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """The compare config from parsed flags over an optional `--config` file (flags win)."""
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "json")}
     return build_config({**flatten(values), **flags})
 
 
+class _ErrorsOnly(io.TextIOBase):
+    """stderr for --quiet: passes cnnvit's own error and warning lines, drops the rest."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.pending = stream, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.startswith("cnnvit:"):
+                self.stream.write(line + "\n")
+        return len(text)
+
+
+def compare_summary(run_dir: Any) -> dict[str, Any]:
+    """What `compare --json` prints: run directory, status, report, per-model test results."""
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    models = {
+        family: {"name": record.name, "status": record.status,
+                 "test_accuracy": record.test.get("accuracy"),
+                 "test_macro_f1": record.test.get("macro_f1")}
+        for family, record in run.models.items()
+    }  # fmt: skip
+    report = run.path / "report.html"
+    return {"run_dir": str(run.path), "status": run.status,
+            "report": str(report) if report.is_file() else None,
+            "models": models, "comparison": run.comparison}  # fmt: skip
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+
     from .pipeline import compare
 
-    run_dir = compare(config_from_args(args))
-    print(f"Report: {run_dir / 'report.html'}  (also report.md, metrics.json in {run_dir})")
+    config = config_from_args(args)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it for every bar
+    quiet = contextlib.redirect_stderr(_ErrorsOnly(sys.stderr)) if args.quiet else None
+    with quiet or contextlib.nullcontext():
+        run_dir = compare(config)
+    if args.json:
+        print(json.dumps(compare_summary(run_dir), indent=2))
+    else:
+        print(f"report: {run_dir / 'report.html'}")  # the one line a script may read
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import launch
+
+    print(f"cnnvit demo: serving http://{args.host}:{args.port} (Ctrl-C stops it)",
+          file=sys.stderr)  # fmt: skip
+    launch(args.run_dir, host=args.host, port=args.port, device=args.device)
     return 0
 
 
@@ -209,7 +293,7 @@ def _cmd_models(_: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    print(f"Report: {build_report(args.run_dir)}")
+    print(f"report: {build_report(args.run_dir)}")
     return 0
 
 
@@ -250,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"compare": _cmd_compare, "models": _cmd_models, "report": _cmd_report,
-                "evaluate": _cmd_evaluate}  # fmt: skip
+                "evaluate": _cmd_evaluate, "demo": _cmd_demo}  # fmt: skip
     try:
         return handlers[args.command](args)
     except CnnvitError as err:
