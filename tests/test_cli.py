@@ -165,3 +165,21 @@ def test_evaluate_takes_precision_and_batch_size():
     assert (args.precision, args.batch_size) == ("bf16", 64)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "runs/r/vit", "--precision", "fp8"])
+
+
+def test_evaluate_runs_a_saved_model_at_the_asked_precision(tmp_path: Path, capsys):
+    import json
+
+    from cnnvit.models.build import build_model
+
+    built = build_model("vit-nano", "vit", [str(i) for i in range(10)], 16)
+    built.model.save_pretrained(tmp_path / "vit")
+    built.processor.save_pretrained(tmp_path / "vit")
+    out = tmp_path / "metrics.json"
+    code = main(["evaluate", str(tmp_path / "vit"), "--dataset", "digits",
+                 "--max_eval_samples", "50", "--precision", "fp32", "--batch-size", "7",
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["precision"] == "fp32"
+    assert sum(row["support"] for row in result["test"]["per_class"]) == 50

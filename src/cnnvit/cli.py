@@ -310,8 +310,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CnnvitError(f"--batch-size must be at least 1, not {args.batch_size}")
     result = evaluate_saved_model(
-        args.model_dir, data, seed=args.seed, batch_size=args.batch_size,
-        device=args.device, precision=args.precision,
+        args.model_dir, data, batch_size=args.batch_size, device=args.device,
+        precision=args.precision,
     )  # fmt: skip
     test = result["test"]
     print(
