@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compare", "evaluate_saved_model", "build_report"]
+__all__ = ["__version__", "compare", "evaluate_saved_model", "build_report", "study"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy imports keep `cnnvit --help` fast
@@ -20,4 +20,8 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy imports keep `cnnvit --help` 
         from .report import build_report
 
         return build_report
+    if name == "study":  # the cnnvit.study package, callable: cnnvit.study(seeds=[0, 1], ...)
+        import importlib  # not `from . import study`: that would ask this hook again
+
+        return importlib.import_module(".study", __name__)
     raise AttributeError(name)

@@ -171,6 +171,47 @@ class CompareConfig:
         return dataclasses.asdict(self)
 
 
+STUDY_BUDGETS = ("steps", "epochs")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What `cnnvit study` repeats `compare` over: training seeds x training fractions x pairs.
+
+    `compare` is the one recipe every cell shares (its split seed fixes the test images); a cell
+    changes only its training seed, training fraction, pair and, under budget "steps", epochs.
+    Built from flags or a file by `cnnvit.study.grid.build_study_config`.
+    """
+
+    seeds: tuple[int, ...] = _opt((0, 1, 2), "training seeds, comma-separated")
+    fractions: tuple[float, ...] = _opt(
+        (0.25, 0.5, 1.0),
+        "shares of the training split, comma-separated (0.25 or 25%); nested: each smaller "
+        "subset lies inside every larger one",
+    )
+    pairs: tuple[str, ...] = _opt(
+        (), "preset pair sizes, comma-separated (nano, micro, mini), each paired by --match; "
+        "default: the --cnn and --vit pair",
+    )  # fmt: skip
+    budget: str = _opt(
+        "steps",
+        "steps: every cell takes as many optimizer steps as the full split does in --epochs (a "
+        "smaller subset runs more epochs, at most --max-epochs); epochs: every cell runs --epochs",
+        choices=STUDY_BUDGETS,
+    )
+    max_epochs: int = _opt(100, "most epochs a cell may run under --budget steps")
+    quick: bool = _opt(False, "a fast, smaller study: nano pair at 16 px, fewer epochs")
+    output: str | None = _opt(
+        None, "study directory to create, or to continue if it holds this study "
+        "(default: studies/<time>-<dataset>)", flag="output_dir", aliases=("output_dir",),
+    )  # fmt: skip
+    compare: CompareConfig = field(default_factory=CompareConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict, as written to study.json (tuples become lists there)."""
+        return dataclasses.asdict(self)
+
+
 STAGES: dict[str, type] = {"data": DataConfig, "models": ModelsConfig, "train": TrainConfig}
 
 

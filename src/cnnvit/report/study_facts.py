@@ -1,0 +1,154 @@
+"""Study facts: a study directory read once into a typed object, the way facts.py reads a run.
+
+`load_study(path)` reads `study.json` (its format is documented in `cnnvit.study`) and each
+cell's run directory through `cnnvit.runs.load_run` only; a cell counts as finished when its own
+run.json says complete, whatever study.json last recorded. The evidence table is built by the
+engine's `cell_from_run`, so a study and a single run turn the same run into the same cell.
+This module sits in the report stage, below the study runner that writes the directory, so the
+report never imports the code that trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CnnvitError
+from ..evidence import CellRecord, Verdict, cell_from_run, judge_claims
+from ..runs import Run, load_run, read_json
+
+STUDY_SCHEMA_VERSION = 1
+STUDY_KIND = "cnnvit-study"
+STUDY_STATUSES = ("running", "complete", "failed", "interrupted")
+CELL_STATUSES = ("pending", "running", "complete", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class StudyCell:
+    """One cell as study.json lists it, with its run when that run finished."""
+
+    id: str
+    pair: str
+    cnn: str
+    vit: str
+    fraction: float
+    seed: int
+    epochs: int
+    n_train: int
+    status: str  # study.json's record of the cell
+    path: Path
+    wall_seconds: float | None
+    run: Run | None = field(default=None, repr=False)  # loaded when its run.json is complete
+    problem: str = ""  # why a cell recorded as complete could not be used
+
+    @property
+    def complete(self) -> bool:
+        return self.run is not None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A loaded study directory."""
+
+    path: Path
+    status: str
+    error: str | None
+    config: dict[str, Any]
+    grid: dict[str, Any]
+    cells: list[StudyCell]
+    timings: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def complete_cells(self) -> list[StudyCell]:
+        return [c for c in self.cells if c.complete]
+
+    @cached_property
+    def records(self) -> list[CellRecord]:
+        """The evidence table: one engine cell per finished run, in grid order."""
+        return [cell_from_run(c.run) for c in self.complete_cells]
+
+    @cached_property
+    def verdicts(self) -> list[Verdict]:
+        """Every declared claim judged over the finished cells (Holm over all of them)."""
+        return judge_claims(self.records)
+
+    @property
+    def first_run(self) -> Run | None:
+        done = self.complete_cells
+        return done[0].run if done else None
+
+    def test_ids_agree(self) -> bool:
+        """Whether every finished cell was tested on the same images (it should be)."""
+        ids = [c.run.models["cnn"].predictions().ids for c in self.complete_cells]
+        return all(np.array_equal(ids[0], other) for other in ids[1:])
+
+
+def _cell(study_dir: Path, key: str, entry: dict[str, Any]) -> StudyCell:
+    path = study_dir / str(entry.get("path", f"cells/{key}"))
+    run, problem = None, ""
+    if (path / "run.json").is_file():
+        try:
+            loaded = load_run(path)
+        except CnnvitError as err:
+            problem = str(err)
+        else:
+            if loaded.status == "complete":
+                run = loaded
+            elif entry.get("status") == "complete":
+                problem = f"its run.json says {loaded.status}"
+    elif entry.get("status") == "complete":
+        problem = f"{path} has no run.json"
+    return StudyCell(
+        id=key,
+        pair=str(entry.get("pair", "")),
+        cnn=str(entry.get("cnn", "")),
+        vit=str(entry.get("vit", "")),
+        fraction=float(entry.get("fraction", 0.0)),
+        seed=int(entry.get("seed", 0)),
+        epochs=int(entry.get("epochs", 0)),
+        n_train=int(entry.get("n_train", 0)),
+        status="complete" if run is not None else str(entry.get("status", "pending")),
+        path=path,
+        wall_seconds=entry.get("wall_seconds"),
+        run=run,
+        problem=problem,
+    )
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check a study directory; one-line `CnnvitError` for anything unusable."""
+    root = Path(path).expanduser()
+    record_path = root / "study.json"
+    if not record_path.is_file():
+        raise CnnvitError(f"no study.json in {root}: is this a cnnvit study directory?")
+    record = read_json(record_path)
+    if not isinstance(record, dict) or record.get("kind") != STUDY_KIND:
+        raise CnnvitError(f"{record_path} is not a cnnvit study record")
+    version = record.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise CnnvitError(f"{record_path} has no valid schema_version: is it a cnnvit study?")
+    if version > STUDY_SCHEMA_VERSION:
+        raise CnnvitError(
+            f"{root} uses study format version {version}, newer than this cnnvit reads "
+            f"({STUDY_SCHEMA_VERSION}): upgrade cnnvit"
+        )
+    if record.get("status") not in STUDY_STATUSES:
+        raise CnnvitError(f"{record_path} has an unknown status {record.get('status')!r}")
+    cells = record.get("cells")
+    if not isinstance(cells, dict):
+        raise CnnvitError(f"{record_path} lists no cells: the study record is damaged")
+    return Study(
+        path=root,
+        status=str(record["status"]),
+        error=record.get("error"),
+        config=dict(record.get("config") or {}),
+        grid=dict(record.get("grid") or {}),
+        cells=[_cell(root, key, entry) for key, entry in cells.items()],
+        timings=dict(record.get("timings") or {}),
+        raw=record,
+    )

@@ -1,0 +1,300 @@
+"""The study report: verdicts first, then the evidence each one rests on, then what it cost.
+
+`build_study_report(study_dir)` reads the study directory through `load_study` (which reads every
+cell through `load_run`), judges every declared claim with the evidence engine over the finished
+cells, and renders blocks to report.md and report.html with `render.write_report`, as the run
+report does. Every verdict is worded by the engine's wording helpers, so the study report and a
+run's reflection say the same thing about the same evidence. `cnnvit report STUDY_DIR` rebuilds
+it; a study still running or interrupted gets a report of the cells it has.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..evidence import (
+    VERDICT_COLUMNS,
+    Verdict,
+    crossing,
+    fraction_table,
+    verdict_row,
+    verdict_sentence,
+)
+from ..evidence.stats import paired_accuracy_difference
+from ..evidence.wording import format_interval, format_p
+from .render import Block, write_report
+from .study_facts import Study, load_study
+from .study_figures import cost_ratios, data_efficiency, difference_trend, training_dynamics
+
+CAPTIONS = {
+    "data_efficiency": "Data efficiency: test accuracy against training images (log scale). "
+    "Lines are means over training seeds, bands their 95% Student-t intervals, dots single "
+    "seeds (shifted sideways a little so they do not hide each other).",
+    "difference": "ViT - CNN test accuracy against training images (log2 scale): dots are "
+    "single seeds, black points the mean per size with its 95% interval, the purple line the "
+    "trend per doubling of data (per-seed least-squares slopes, t over seeds) and its fan the "
+    "slope's 95% interval, pivoting on the mean.",
+    "costs": "Costs as ViT/CNN ratios, one dot per cell (log scale, 1 = equal); the bar is the "
+    "geometric mean the cost verdicts test.",
+    "training": "Training dynamics per training size: epochs until validation accuracy reached "
+    "95% of the model's best (left) and the final train - validation accuracy gap (right); "
+    "means over seeds with 95% t bands.",
+}
+FIGURE_FOR_METRIC = {
+    "accuracy": "data_efficiency",
+    "flops_per_image": "costs",
+    "latency_ms_batch1": "costs",
+    "inference_images_per_second": "costs",
+    "train_images_per_second": "costs",
+    "train_seconds": "costs",
+    "epochs_to_95": "training",
+    "overfit_gap": "training",
+}
+LEGEND = (
+    "**supported**: significant after Holm's correction over every p-value judged here, in "
+    "the claimed direction, and at least the practically meaningful threshold; "
+    "**contradicted**: significant the other way, or the 95% interval rules out an effect as "
+    "large as the threshold; **inconclusive**: neither, with the direction the estimate leans; "
+    "**not tested**: the cells cannot speak to it (the reason is given below). FLOP counts are "
+    "exact, so their size alone decides."
+)
+
+
+def _group(verdict: Verdict) -> str:
+    return verdict.pair + (" (pretrained)" if verdict.pretrained else "")
+
+
+def _figure_for(verdict: Verdict) -> str | None:
+    claim = verdict.claim
+    if claim is None or verdict.evidence is None:
+        return None
+    if claim.evidence == "trend_over_log_size":
+        return "difference"
+    return FIGURE_FOR_METRIC.get(claim.metric)
+
+
+def _pngs(study: Study, verdicts: list[Verdict]) -> dict[str, bytes]:
+    cells = study.records
+    pngs: dict[str, bytes] = {}
+    if not cells:
+        return pngs
+    accuracy = fraction_table(cells, "accuracy")
+    if accuracy:
+        pngs["data_efficiency"] = data_efficiency(accuracy, cells)
+        if len({r.n_train for r in accuracy}) >= 2:
+            trends = {_group(v): v for v in verdicts if _figure_for(v) == "difference"}
+            pngs["difference"] = difference_trend(accuracy, cells, trends)
+    pngs["costs"] = cost_ratios(cells)
+    epochs = fraction_table(cells, "epochs_to_95", 1.0)
+    gaps = fraction_table(cells, "overfit_gap", 1.0)
+    if epochs or gaps:
+        pngs["training"] = training_dynamics(epochs, gaps)
+    return pngs
+
+
+def _verdict_table(verdicts: list[Verdict], several: bool) -> Block:
+    header = (["pair"] if several else []) + [*VERDICT_COLUMNS, "measured"]
+    rows = []
+    for verdict in verdicts:
+        row = verdict_row(verdict)
+        detail = verdict.evidence.detail if verdict.evidence is not None else ""
+        rows.append(([_group(verdict)] if several else [])
+                    + [row[c] for c in VERDICT_COLUMNS] + [detail])  # fmt: skip
+    align = ("l" if several else "") + "lllrrrrl"
+    return ("table", header, rows, align)
+
+
+def _claim_sections(verdicts: list[Verdict], pngs: dict[str, bytes], several: bool) -> list[Block]:
+    blocks: list[Block] = []
+    shown: set[str] = set()
+    for verdict in verdicts:
+        if verdict.outcome == "not tested":
+            continue
+        title = verdict.statement + (f" ({_group(verdict)})" if several else "")
+        blocks += [("h3", title), ("p", verdict_sentence(verdict))]
+        items = []
+        if verdict.evidence is not None:
+            items.append(f"Method: {verdict.evidence.method}.")
+        items.append(f"Scope: {verdict.scope}.")
+        blocks.append(("ul", items))
+        figure = _figure_for(verdict)
+        if figure in pngs and figure not in shown:
+            blocks.append(("figure", figure, CAPTIONS[figure]))
+            shown.add(figure)
+        elif figure in pngs:
+            blocks.append(("p", f"*See the figure above: {CAPTIONS[figure].split(':')[0]}.*"))
+    untested = [v for v in verdicts if v.outcome == "not tested"]
+    if untested:
+        blocks += [("h3", "Not tested by this study"),
+                   ("ul", [f"{v.statement}" + (f" ({_group(v)})" if several else "")
+                           + f": {v.explanation}" for v in untested])]  # fmt: skip
+    return blocks
+
+
+def _band(values: tuple[float, float, float]) -> str:
+    mean, low, high = values
+    if not (math.isfinite(low) and math.isfinite(high)) or math.isclose(low, high):
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ({low:.1f} to {high:.1f})"
+
+
+def _size_tables(study: Study, several: bool) -> list[Block]:
+    cells = study.records
+    accuracy = fraction_table(cells, "accuracy")
+    if not accuracy:
+        return []
+    f1 = {(r.pair, r.pretrained, r.fraction): r for r in fraction_table(cells, "macro_f1")}
+    header = [*(["pair"] if several else []), "training images", "seeds", "CNN accuracy %",
+              "ViT accuracy %", "ViT - CNN (95% CI)", "ViT - CNN macro-F1 (95% CI)"]  # fmt: skip
+    rows = []
+    for r in accuracy:
+        f = f1.get((r.pair, r.pretrained, r.fraction))
+        rows.append([
+            *([r.pair] if several else []), f"{r.n_train:,} ({r.fraction:.0%})", str(r.seeds),
+            _band(r.cnn), _band(r.vit),
+            f"{r.difference.estimate:+.1f} ({format_interval(r.difference)})",
+            "" if f is None else f"{f.difference.estimate:+.1f} ({format_interval(f.difference)})",
+        ])  # fmt: skip
+    methods = sorted({r.difference.method for r in accuracy})
+    text = [
+        "Means over training seeds; in brackets the 95% Student-t interval over seeds for each "
+        "model, and for the difference the interval of its method: " + "; ".join(methods) + ". "
+        "Macro-F1 differences are in points of F1 x 100."
+    ]
+    for (pair, pretrained), cross in crossing(cells).items():
+        where = pair + (" (pretrained)" if pretrained else "")
+        if cross.n_train is None:
+            text.append(
+                f"{where}: the curves do not cross within the sizes measured "
+                f"({cross.seeds} seed curve(s))."
+            )
+        else:
+            text.append(
+                f"{where}: the curves cross near {cross.n_train:,.0f} training images "
+                f"({cross.low:,.0f} to {cross.high:,.0f}; {cross.seeds_crossing} of "
+                f"{cross.seeds} seeds cross; {cross.method})."
+            )
+    return [("table", header, rows, ("l" if several else "") + "lrrrrr"),
+            ("p", " ".join(text))]  # fmt: skip
+
+
+def _cell_table(study: Study) -> list[Block]:
+    header = ["cell", "training images", "epochs", "CNN accuracy", "ViT accuracy",
+              "ViT - CNN (95% CI, Newcombe)", "exact McNemar", "wall time"]  # fmt: skip
+    rows = []
+    for cell in study.cells:
+        wall = "" if cell.wall_seconds is None else f"{cell.wall_seconds:,.0f} s"
+        if not cell.complete:
+            why = cell.status + (f": {cell.problem}" if cell.problem else "")
+            rows.append([cell.id, f"{cell.n_train:,}", str(cell.epochs), why, "", "", "", wall])
+            continue
+        run = cell.run
+        comparison = run.comparison or {}
+        acc = {f: run.models[f].test.get("accuracy", math.nan) for f in ("cnn", "vit")}
+        if comparison.get("only_cnn_correct") is not None:
+            evidence = paired_accuracy_difference({
+                "only_cnn": comparison["only_cnn_correct"],
+                "only_vit": comparison["only_vit_correct"],
+                "both": comparison["both_correct"], "neither": comparison["both_wrong"],
+            })  # fmt: skip
+            diff = f"{evidence.estimate:+.1f} ({format_interval(evidence)})"
+            p = format_p(evidence.p_value)
+        else:
+            diff, p = "", "n/a"
+        rows.append([cell.id, f"{run.dataset['splits']['train']:,}", str(cell.epochs),
+                     f"{acc['cnn']:.1%}", f"{acc['vit']:.1%}", diff, p, wall])  # fmt: skip
+    note = (
+        "Each cell is one ordinary run directory (cells/<id>/, with its own report). The "
+        "McNemar p-values describe one cell each and are not corrected for multiplicity; the "
+        "verdicts above use the seeds as replicates and Holm's correction."
+    )
+    return [("table", header, rows, "lrrrrrrr"), ("p", note)]
+
+
+def _cost_section(study: Study) -> list[Block]:
+    done = study.complete_cells
+    images = sum(
+        len(m.history) * int(c.run.dataset["splits"]["train"])
+        for c in done
+        for m in c.run.models.values()
+    )
+    train_seconds = sum(
+        float(m.efficiency.get("train_seconds") or 0) for c in done for m in c.run.models.values()
+    )
+    walls = [c.wall_seconds for c in study.cells if c.wall_seconds]
+    sessions = study.timings.get("sessions") or []
+    env = study.first_run.environment if study.first_run is not None else {}
+    rows = [
+        ["cells finished", f"{len(done)} of {len(study.cells)}"],
+        ["wall time", f"{study.timings.get('wall_seconds', 0) / 60:,.1f} min over "
+                      f"{len(sessions)} session(s)"],
+        ["wall time per cell (median)", f"{statistics.median(walls):,.0f} s" if walls else "n/a"],
+        ["images trained (both models, all epochs)", f"{images:,}"],
+        ["training time (both models)", f"{train_seconds / 60:,.1f} min"],
+        ["device / threads", f"{env.get('device', 'n/a')} / {env.get('threads', 'n/a')}"],
+    ]  # fmt: skip
+    return [("table", ["", "value"], rows, "lr")]
+
+
+def _summary(study: Study) -> str:
+    grid = study.grid
+    run = study.first_run
+    sizes = sorted({c.n_train for c in study.cells})
+    pairs = ", ".join(f"{p['cnn']} vs {p['vit']}" for p in grid.get("pairs", []))
+    test = run.dataset["splits"]["test"] if run is not None else "n/a"
+    budget = {
+        "steps": "every cell the same number of optimizer steps",
+        "epochs": "every cell the same number of epochs",
+    }.get(str(grid.get("budget")), "")
+    return (
+        f"{len(study.complete_cells)} of {len(study.cells)} cells finished: {pairs}; "
+        f"{len(grid.get('seeds', []))} training seeds x {len(grid.get('fractions', []))} "
+        f"training sizes ({', '.join(f'{n:,}' for n in sizes)} images, nested), {budget}; "
+        f"every cell tested on the same {test} test images (split seed "
+        f"{grid.get('split_seed', 'n/a')})."
+    )
+
+
+def study_content(study: Study, pngs: dict[str, bytes], verdicts: list[Verdict]) -> list[Block]:
+    """The report's blocks: verdicts, evidence per claim, sizes, cells, cost, environment."""
+    run = study.first_run
+    name = run.dataset.get("name", "?") if run is not None else "?"
+    several = len({_group(v) for v in verdicts}) > 1
+    blocks: list[Block] = [("h1", f"CNN vs ViT study on {name}"), ("p", _summary(study))]
+    if study.status != "complete":
+        blocks.append(("p", f"This study is **{study.status}**"
+                       + (f" ({study.error})" if study.error else "")
+                       + ": the verdicts use the finished cells only. Run the study again "
+                       "(`cnnvit study --resume DIR`) to train the rest."))  # fmt: skip
+    if run is not None and not study.test_ids_agree():
+        blocks.append(("p", "**Warning**: the cells were not all tested on the same images "
+                       "(did the dataset change between cells?); paired comparisons across "
+                       "cells are unreliable."))  # fmt: skip
+    if verdicts:
+        blocks += [("h2", "Verdicts"), _verdict_table(verdicts, several), ("p", LEGEND)]
+        blocks += [("h2", "Evidence per claim"), *_claim_sections(verdicts, pngs, several)]
+    else:
+        blocks.append(("p", "No cell has finished yet, so there is nothing to judge."))
+    blocks += [("h2", "Accuracy by training size"), *_size_tables(study, several)]
+    if "training" in pngs and "training" not in {_figure_for(v) for v in verdicts}:
+        blocks.append(("figure", "training", CAPTIONS["training"]))
+    blocks += [("h2", "Cells"), *_cell_table(study)]
+    blocks += [("h2", "What the study cost"), *_cost_section(study)]
+    env = run.environment if run is not None else {}
+    lines = [f"{k:<13} {env.get(k, 'n/a')}" for k in ("device", "threads", "torch",
+             "transformers", "cnnvit", "git_commit", "platform", "cpu")]  # fmt: skip
+    lines.append(f"{'report built':<13} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    blocks += [("h2", "Environment"), ("pre", "\n".join(lines))]
+    return blocks
+
+
+def build_study_report(study_dir: str | Path) -> Path:
+    """Write figures, report.md and report.html into the study directory; report.html's path."""
+    study = load_study(study_dir)
+    verdicts: list[Any] = study.verdicts if study.records else []
+    pngs = _pngs(study, verdicts)
+    return write_report(study.path, study_content(study, pngs, verdicts), pngs)

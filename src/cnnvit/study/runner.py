@@ -1,0 +1,323 @@
+"""Running a study: every cell of the grid through `compare`, resumable, with one progress bar.
+
+`run_study(config)` creates the study directory (or continues the one that holds this study),
+takes its lock, lists the cells (grid.py) and trains each one that is not complete into
+`cells/<id>/` with the ordinary `compare`. A cell whose run.json says complete (and whose
+settings are the cell's) is skipped; any other cell folder found there (interrupted, failed,
+half-written, or made with other settings) is moved aside to `cells/.incomplete-<id>-<time>/`,
+never deleted. study.json is rewritten atomically after every cell, so an interrupted study
+says which cells finished; running it again trains only the rest. Each cell's log (compare's
+epoch lines and warnings) goes to `logs/<id>.log`; the terminal shows one bar over the whole
+study, weighted by images trained, with the time left, and one line per finished cell. At the
+end the study report is built from the directory alone (`cnnvit report STUDY_DIR` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import pipeline
+from ..config import StudyConfig, build_config
+from ..errors import CnnvitError
+from ..evidence.stats import mcnemar_exact_p
+from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
+from ..runs import load_run, read_json, write_json
+from ..runs.lock import RunLock
+from .grid import Cell, build_study_config, expand_grid, grid_differences, study_values
+
+DEFAULT_STUDIES_ROOT = Path("studies")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def resume_values(study_dir: str | Path) -> dict[str, Any]:
+    """The settings a study directory was made with, to continue it (`--resume DIR`)."""
+    path = Path(study_dir).expanduser()
+    record_path = path / "study.json"
+    if not record_path.is_file():
+        raise CnnvitError(f"no study.json in {path}: nothing to resume there")
+    record = read_json(record_path)
+    if not isinstance(record, dict) or record.get("kind") != STUDY_KIND:
+        raise CnnvitError(f"{record_path} is not a cnnvit study record")
+    return {**(record.get("config") or {}), "output": str(path)}
+
+
+def _default_dir(config: StudyConfig) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", config.compare.data.dataset.rstrip("/"))
+    name = name.split("_")[-1][:40] if "/" in config.compare.data.dataset else name[:40]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = DEFAULT_STUDIES_ROOT / f"{stamp}-{name}{'-quick' if config.quick else ''}"
+    path, attempt = base, 1
+    while path.exists():
+        attempt += 1
+        path = base.with_name(f"{base.name}-{attempt}")
+    return path
+
+
+def _grown(config: StudyConfig, saved: dict[str, Any]) -> StudyConfig:
+    """`config` with the saved study's grid added (continuing a study never drops its cells)."""
+    differences = grid_differences(saved, study_values(config))
+    if differences:
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+        raise CnnvitError(
+            f"{config.output} holds a study made with other settings ({shown}): continue it "
+            "with `cnnvit study --resume DIR` or choose another --output-dir"
+        )
+    values = study_values(config)
+    for key in ("seeds", "fractions", "pairs"):
+        values[key] = [*dict.fromkeys([*(saved.get(key) or []), *values[key]])]
+    return build_study_config(values)
+
+
+def _open(config: StudyConfig) -> tuple[StudyConfig, Path, dict[str, Any] | None]:
+    """The study directory (made if new), the config grown by a saved study, its record."""
+    path = Path(config.output).expanduser() if config.output else _default_dir(config)
+    config = build_study_config({**study_values(config), "output": str(path)})
+    saved = None
+    if (path / "study.json").is_file():
+        saved = read_json(path / "study.json")
+        if not isinstance(saved, dict) or saved.get("kind") != STUDY_KIND:
+            raise CnnvitError(f"{path}/study.json is not a cnnvit study record")
+        config = _grown(config, saved.get("config") or {})
+    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise CnnvitError(f"{path} exists and holds no study: choose another --output-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CnnvitError(f"cannot create study directory {path}: {err.strerror}") from None
+    return config, path, saved
+
+
+class StudyRecord:
+    """study.json: the grid, each cell's status, run path and wall time; saved on every change."""
+
+    def __init__(
+        self, path: Path, config: StudyConfig, cells: list[Cell], n_split: int,
+        saved: dict[str, Any] | None,
+    ) -> None:  # fmt: skip
+        self.path = path
+        old = saved or {}
+        entries = dict(old.get("cells") or {})
+        for cell in cells:
+            entry = entries.get(cell.id, {})
+            entries[cell.id] = {
+                "pair": cell.pair.name, "cnn": cell.pair.cnn, "vit": cell.pair.vit,
+                "fraction": cell.fraction, "seed": cell.seed, "epochs": cell.epochs,
+                "n_train": cell.n_train, "path": f"cells/{cell.id}",
+                "status": entry.get("status", "pending"),
+                "wall_seconds": entry.get("wall_seconds"), "error": entry.get("error"),
+                "attempts": entry.get("attempts", 0), "set_aside": entry.get("set_aside", []),
+            }  # fmt: skip
+        pairs = {c.pair.name: {"name": c.pair.name, "cnn": c.pair.cnn, "vit": c.pair.vit}
+                 for c in cells}  # fmt: skip
+        timings = dict(old.get("timings") or {})
+        self.session = {"started": _now(), "wall_seconds": 0.0, "cells_trained": 0}
+        timings["sessions"] = [*timings.get("sessions", []), self.session]
+        self.started = time.perf_counter()
+        self.record: dict[str, Any] = {
+            "schema_version": STUDY_SCHEMA_VERSION,
+            "kind": STUDY_KIND,
+            "status": "running",
+            "error": None,
+            "created": old.get("created", _now()),
+            "updated": _now(),
+            "config": study_values(config),
+            "grid": {
+                "pairs": list(pairs.values()),
+                "fractions": list(config.fractions),
+                "seeds": list(config.seeds),
+                "split_seed": config.compare.data.split_seed,
+                "budget": config.budget,
+                "train_split_images": n_split,
+            },
+            "cells": entries,
+            "timings": timings,
+        }
+        self.save()
+
+    def entry(self, cell: Cell) -> dict[str, Any]:
+        return self.record["cells"][cell.id]
+
+    def save(self) -> None:
+        now = time.perf_counter()
+        self.session["wall_seconds"] = now - self.started
+        sessions = self.record["timings"]["sessions"]
+        self.record["timings"]["wall_seconds"] = sum(s["wall_seconds"] for s in sessions)
+        self.record["updated"] = _now()
+        write_json(self.path / "study.json", self.record)
+
+    def cell_state(self, cell: Cell, **changes: Any) -> None:
+        self.entry(cell).update(changes)
+        self.save()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.record["status"], self.record["error"] = status, error
+        self.save()
+
+
+def _expected_config(config: StudyConfig, cell: Cell) -> dict[str, Any]:
+    values = build_config({**config.compare.to_dict(), **cell.settings()}).to_dict()
+    values.pop("output", None)
+    return values
+
+
+def _finished_run(config: StudyConfig, cell: Cell, cell_dir: Path) -> tuple[Any, str]:
+    """(the cell's complete run, "") or (None, why the folder cannot count as this cell)."""
+    try:
+        run = load_run(cell_dir)
+    except CnnvitError as err:
+        return None, str(err)
+    if run.status != "complete":
+        return None, f"its run is {run.status}"
+    recorded = run.config.to_dict()
+    recorded.pop("output", None)
+    if recorded != _expected_config(config, cell):
+        return None, "it was made with other settings"
+    return run, ""
+
+
+def _set_aside(cells_dir: Path, cell: Cell) -> Path:
+    """Move an unusable cell folder to cells/.incomplete-<id>-<time>/ (never delete work)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = cells_dir / f".incomplete-{cell.id}-{stamp}"
+    attempt = 1
+    while target.exists():
+        attempt += 1
+        target = cells_dir / f".incomplete-{cell.id}-{stamp}-{attempt}"
+    (cells_dir / cell.id).rename(target)
+    return target
+
+
+def _summary(run: Any) -> str:
+    """One line on a finished cell: both accuracies and the cell's exact McNemar test."""
+    comparison = run.comparison or {}
+    acc = {f: run.models[f].test.get("accuracy") for f in ("cnn", "vit")}
+    text = f"CNN {acc['cnn']:.1%}, ViT {acc['vit']:.1%}"
+    if comparison.get("only_cnn_correct") is not None:
+        p = mcnemar_exact_p(comparison["only_cnn_correct"], comparison["only_vit_correct"])
+        text += f" (exact McNemar p = {p:.3g})"
+    return text
+
+
+def _progress(total: float) -> Any:
+    """A bar over the study's images trained, with the time left; drawn only on a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, unit="img", unit_scale=True, desc="study", file=sys.stderr,
+        disable=not sys.stderr.isatty(), dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} images "
+        "[{elapsed}<{remaining}]",
+    )  # fmt: skip
+
+
+def run_study(config: StudyConfig) -> Path:
+    """Train every cell of the study that is not complete; returns the study directory."""
+    from ..data import prepare_data
+    from ..report import build_report
+
+    config, study_dir, saved = _open(config)
+    with RunLock(study_dir) as lock:
+        if (stale := lock.stale_message()) is not None:
+            _say(f"cnnvit: {stale}")
+        data = prepare_data(config.compare.data)  # the full training split (fraction 1)
+        n_split = len(data.splits["train"].labels)
+        cells = expand_grid(config, n_split)
+        record = StudyRecord(study_dir, config, cells, n_split, saved)
+        cells_dir, logs_dir = study_dir / "cells", study_dir / "logs"
+        cells_dir.mkdir(exist_ok=True)
+        logs_dir.mkdir(exist_ok=True)
+        todo = []
+        for cell in cells:
+            cell_dir = cells_dir / cell.id
+            run, why = _finished_run(config, cell, cell_dir) if cell_dir.exists() else (None, "")
+            if run is not None:
+                record.cell_state(cell, status="complete", n_train=run.dataset["splits"]["train"])
+                continue
+            if cell_dir.exists():
+                aside = _set_aside(cells_dir, cell)
+                _say(f"cnnvit: cell {cell.id} was not complete ({why}); moved it to {aside}")
+                record.entry(cell)["set_aside"].append(str(aside.relative_to(study_dir)))
+            todo.append(cell)
+        done = len(cells) - len(todo)
+        _say(
+            f"study {study_dir}: {len(cells)} cells ({done} already complete), "
+            f"{len(config.seeds)} seeds x {len(config.fractions)} fractions x "
+            f"{len({c.pair.name for c in cells})} pair(s); logs in {logs_dir}"
+        )
+        bar = _progress(sum(c.images_trained for c in todo))
+        current: Cell | None = None
+        try:
+            for index, cell in enumerate(todo, 1):
+                current = cell
+                entry = record.entry(cell)
+                record.cell_state(cell, status="running", attempts=entry["attempts"] + 1,
+                                  error=None)  # fmt: skip
+                bar.set_postfix_str(cell.id)
+                started = time.perf_counter()
+                log_path = logs_dir / f"{cell.id}.log"
+                with log_path.open("a", encoding="utf-8") as log:
+                    log.write(f"=== {_now()} cell {cell.id}: {cell.settings()}\n")
+                    log.flush()
+                    with contextlib.redirect_stderr(log):
+                        run_dir = pipeline.compare(
+                            config.compare, output=str(cells_dir / cell.id), **cell.settings()
+                        )
+                seconds = time.perf_counter() - started
+                run = load_run(run_dir)
+                record.session["cells_trained"] += 1
+                record.cell_state(cell, status="complete", wall_seconds=seconds,
+                                  n_train=run.dataset["splits"]["train"])  # fmt: skip
+                bar.update(cell.images_trained)
+                line = f"[{index}/{len(todo)}] {cell.id}: {_summary(run)}, {seconds:.0f} s"
+                if bar.disable:
+                    _say(line)
+                else:
+                    bar.write(line, file=sys.stderr)
+                current = None
+        except BaseException as err:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if current is not None:
+                record.cell_state(current, status=status, error=reason)
+            record.finish(status, reason if status == "failed" else "interrupted by the user")
+            bar.close()
+            _say(
+                f"cnnvit: study {status}; finished cells are kept in {cells_dir}: run the same "
+                f"command again (or `cnnvit study --resume {study_dir}`) to train the rest"
+            )
+            raise
+        bar.close()
+        record.finish("complete")
+        build_report(study_dir)  # reads the study directory only
+    return study_dir
+
+
+def study(
+    config: StudyConfig | None = None, *, resume: str | Path | None = None, **settings: Any
+) -> Path:
+    """Run a study (or continue one); returns the study directory.
+
+    `settings` are the flags' names: study keys (`seeds=[0, 1, 2]`, `fractions="10%,50%,100%"`,
+    `pairs=["micro"]`, `quick=True`, `output="dir"`) and any compare key (`dataset=...`,
+    `epochs=...`). `resume` continues the study in that directory with its saved settings
+    (settings given here change them; a larger grid is added to it).
+    """
+    base = study_values(config) if config is not None else {}
+    if resume is not None:
+        base = {**base, **resume_values(resume)}
+    if settings or resume is not None or config is None:
+        config = build_study_config({**base, **settings})
+    return run_study(config)
