@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 
 from .config import CompareConfig, DataConfig, build_config
 from .data import PreparedData, prepare_data
@@ -29,13 +31,16 @@ from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
+from .runs.lock import RunLock
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import train_model
 from .training.trackers import start_trackers, tracker_options
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    # Under several processes only the main one prints (before set-up, every process is main).
+    if not PartialState._shared_state or PartialState().is_main_process:
+        print(line, file=sys.stderr, flush=True)
 
 
 def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
@@ -48,6 +53,10 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
         base = config.to_dict() if config is not None else {}
         config = build_config({**base, **settings})
     runtime = resolve_runtime(config.train.device, config.train.precision, config.train.attention)
+    # Under torchrun or accelerate launch this joins the process group (on a CPU, accelerate
+    # picks gloo only when told cpu=True); only the main process creates and writes the run.
+    state = PartialState(cpu=runtime.device.type == "cpu")
+    main = state.is_main_process
     started = time.perf_counter()
     data = prepare_data(config.data)
     # Models are built before the run directory exists, so a bad name creates nothing.
@@ -63,7 +72,9 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
         for family, spec in (("cnn", config.models.cnn), ("vit", config.models.vit))
     }
     prepare_seconds = time.perf_counter() - started
-    run_dir = create_run_dir(config.output, config.models.cnn, config.models.vit)
+    run_dir = create_run_dir(config.output, config.models.cnn, config.models.vit) if main else None
+    run_dir = broadcast_object_list([run_dir])[0]  # every process learns the same path
+    lock = RunLock(run_dir).acquire() if main else None  # one writer per run directory
     writer: RunWriter | None = None
     try:
         # "output" stays what was asked (usually unset), so run.json's config loads back with
@@ -72,19 +83,32 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
         writer = RunWriter(
             run_dir,
             config=config.to_dict(),
-            resolved={**runtime.describe(), "run_dir": str(run_dir)},
+            resolved={
+                **runtime.describe(),
+                "run_dir": str(run_dir),
+                "processes": state.num_processes,
+            },
             environment=environment(runtime.device),
             dataset=data.summary(),
             manifest=manifest,
             models={family: model.info() for family, model in built.items()},
+            write=main,
         )
         writer.update("timings", {"prepare_seconds": prepare_seconds})
         _run(config, data, built, writer, runtime)
-        writer.finish(_comparison(run_dir), {"total_seconds": time.perf_counter() - started})
+        comparison = _comparison(run_dir) if main else None
+        writer.finish(comparison, {"total_seconds": time.perf_counter() - started})
     except BaseException as err:
-        _salvage(run_dir, writer, err)
+        if lock is not None:
+            _salvage(run_dir, writer, err)
+            lock.release()
         raise
-    build_report(run_dir)  # reads the finished run directory only
+    try:
+        if main:
+            build_report(run_dir)  # reads the finished run directory only
+    finally:
+        if lock is not None:
+            lock.release()
     return run_dir
 
 
@@ -168,9 +192,17 @@ def _train_and_evaluate(
     )  # fmt: skip
     with runtime.autocast():
         logits, loss = predict(
-            result.model, preprocess, test_images, test_labels, config.train.eval_batch_size
+            result.model,
+            preprocess,
+            test_images,
+            test_labels,
+            config.train.eval_batch_size,
+            accelerator,  # several processes: each predicts a share, all get every logit
         )
-        cost = inference_cost(result.model, preprocess, test_images, config.train.eval_batch_size)
+        cost = inference_cost(
+            accelerator.unwrap_model(result.model), preprocess, test_images,
+            config.train.eval_batch_size,
+        )  # fmt: skip
     test = classification_metrics(logits, test_labels, data.class_names, loss)
     plain = accelerator.unwrap_model(result.model)
     results = {

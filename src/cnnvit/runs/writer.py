@@ -5,6 +5,9 @@ every epoch, when a model finishes and when the run ends. A model counts as fini
 its save_pretrained folder and its predictions are in place: the folder is written under a
 temporary name and renamed, then the predictions are written, and only then does run.json say
 "complete". A reader therefore never sees a model marked complete whose files are half-written.
+
+Under several processes (torchrun, accelerate launch) every process keeps the same record, but
+only the main one writes (`write=True`); the others' writers keep it in memory only.
 """
 
 from __future__ import annotations
@@ -57,9 +60,12 @@ class RunWriter:
         dataset: dict[str, Any],
         manifest: dict[str, Any],
         models: dict[str, dict[str, Any]],
+        write: bool = True,
     ) -> None:
         self.path = path
-        write_json(path / "split.json", manifest)
+        self.write = write  # False on every process but the main one
+        if write:
+            write_json(path / "split.json", manifest)
         self.record: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "kind": "cnnvit-run",
@@ -83,7 +89,8 @@ class RunWriter:
     def save(self) -> None:
         """Write run.json as it stands now."""
         self.record["updated"] = _now()
-        write_json(self.path / "run.json", self.record)
+        if self.write:
+            write_json(self.path / "run.json", self.record)
 
     def model(self, family: str) -> dict[str, Any]:
         return self.record["models"][family]
@@ -113,6 +120,21 @@ class RunWriter:
         ids: np.ndarray,
     ) -> None:
         """Save the model folder and predictions, then mark the model complete."""
+        if self.write:
+            self._save_model_files(family, save_model, logits, labels, ids)
+        entry = self.model(family)
+        entry.update(results)
+        entry["status"] = "complete"
+        self.save()
+
+    def _save_model_files(
+        self,
+        family: str,
+        save_model: Callable[[Path], None],
+        logits: np.ndarray,
+        labels: np.ndarray,
+        ids: np.ndarray,
+    ) -> None:
         folder = self.path / family
         temp = self.path / f".{family}.partial"
         shutil.rmtree(temp, ignore_errors=True)
@@ -121,10 +143,6 @@ class RunWriter:
         if folder.exists():  # a folder left by an earlier failed attempt at this model
             shutil.rmtree(folder)
         os.replace(temp, folder)
-        entry = self.model(family)
-        entry.update(results)
-        entry["status"] = "complete"
-        self.save()
 
     def finished_models(self) -> list[str]:
         return [f for f, m in self.record["models"].items() if m.get("status") == "complete"]
@@ -148,5 +166,5 @@ class RunWriter:
         self.record["status"] = status
         self.record["error"] = error
         self.save()
-        for family in FAMILIES:  # an unfinished model folder holds nothing finished
+        for family in FAMILIES if self.write else ():  # unfinished folders hold nothing finished
             shutil.rmtree(self.path / f".{family}.partial", ignore_errors=True)

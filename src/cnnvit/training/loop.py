@@ -86,8 +86,14 @@ def train_model(
     device = accelerator.device
     train_x, train_y = train[0].to(device), train[1].to(device)
     count = len(train_y)
-    steps_per_epoch = math.ceil(count / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    # Several processes (torchrun, accelerate launch): each trains on its slice of every
+    # epoch's permutation, so the effective batch is batch_size x processes.
+    world, rank = accelerator.num_processes, accelerator.process_index
+    shard_size = math.ceil(count / world)  # the last slice is padded to this length
+    steps_per_epoch = math.ceil(shard_size / config.batch_size)
+    # A prepared scheduler advances once per process at each optimizer step (accelerate's
+    # convention), so the schedule is laid out in those ticks.
+    total_steps = steps_per_epoch * config.epochs * world
     if config.lr == "auto":
         raise CnnvitError(
             "train_model needs a number for lr: choose one with training.tuning.tune_learning_rate"
@@ -103,18 +109,29 @@ def train_model(
         model = torch.compile(model)
     augment = recipe.augment_config(config.hflip)
     generator = torch.Generator().manual_seed(config.seed)
+    # Augmentation draws differ between processes (one process: the same generator as ever).
+    augment_generator = (
+        generator if world == 1 else torch.Generator().manual_seed(config.seed + 1_000_003 * rank)
+    )
+    trained = shard_size * world  # images per epoch over all processes, padding included
     scaler = runtime.grad_scaler()
 
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
     # The bar draws only on a terminal (disable=None); logs get the per-epoch lines below.
     bar = tqdm(
-        total=total_steps, desc=name, unit="step", leave=False, file=sys.stderr, disable=None
+        total=steps_per_epoch * config.epochs,
+        desc=name,
+        unit="step",
+        leave=False,
+        file=sys.stderr,
+        disable=None if accelerator.is_main_process else True,
     )
     with PeakMemory(device) as memory:
         for epoch in range(1, config.epochs + 1):
             model.train()
-            order = torch.randperm(count, generator=generator).to(device)
+            # The same permutation on every process (one seed); each takes its own slice.
+            order = shard(torch.randperm(count, generator=generator), world, rank).to(device)
             # Sums stay on the device: reading them every step would stall a GPU.
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
@@ -122,7 +139,7 @@ def train_model(
             start = time.perf_counter()
             for step in range(steps_per_epoch):
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
-                x = preprocess(train_x[index], augment, generator)
+                x = preprocess(train_x[index], augment, augment_generator)
                 y = train_y[index]
                 with runtime.autocast():
                     logits = model(pixel_values=x).logits.float()
@@ -143,13 +160,13 @@ def train_model(
             seconds = time.perf_counter() - start
             with runtime.autocast():
                 val_logits, val_loss = predict(
-                    model, preprocess, *validation, config.eval_batch_size
+                    model, preprocess, *validation, config.eval_batch_size, accelerator
                 )
             val_accuracy = float((val_logits.argmax(1) == validation[1]).float().mean())
             row = {
                 "epoch": epoch,
-                "train_loss": float(loss_sum) / count,
-                "train_accuracy": float(correct) / count,
+                "train_loss": float(accelerator.reduce(loss_sum, "sum")) / trained,
+                "train_accuracy": float(accelerator.reduce(correct, "sum")) / trained,
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "seconds": seconds,
@@ -189,6 +206,16 @@ def train_model(
         train_images_per_second=images_per_second(count, statistics.median(timed)),
         peak_memory_mb=memory.peak_mb,
     )
+
+
+def shard(order: torch.Tensor, world: int, rank: int) -> torch.Tensor:
+    """Process `rank`'s slice of `order`: every world-th index from rank on, after padding
+    `order` by wrap-around to a multiple of `world` so all processes take equal steps
+    (as torch's DistributedSampler does)."""
+    if world == 1:
+        return order
+    padded = torch.cat([order, order[: (-len(order)) % world]])
+    return padded[rank::world]
 
 
 def _unwrap(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
