@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from hands_on import hands_on_run
 
-from cnnvit import compare
 from cnnvit.config import build_config
 from cnnvit.errors import CnnvitError
 from cnnvit.runs import load_run
 
-pytest.importorskip(
-    "tensorboard", reason="the tracker test needs tensorboard (pip install -e .[dev])"
-)
+pytest.importorskip("tensorboard", reason="needs tensorboard (pip install -e .[dev])")
 
-TRACKED = {
-    "dataset": "digits",
-    "cnn": "convnext-nano",
-    "vit": "vit-nano",
-    "image_size": 16,
-    "epochs": 2,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "max_train_samples": 200,
-    "max_eval_samples": 60,
-    "eval_batch_size": 128,
-    "seed": 0,
-}
 LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
-def test_tensorboard_events_match_run_history(tmp_path: Path) -> None:
+def test_tensorboard_events_match_run_history(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The shared run was made with --report-to tensorboard (tests/hands_on.py)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir = compare(output=str(tmp_path / "tracked"), report_to="tensorboard", **TRACKED)
+    run_dir = hands_on_run(tmp_path_factory).path
     run = load_run(run_dir)
     assert run.config.train.report_to == "tensorboard"  # recorded, so the run reloads as it ran
     events = EventAccumulator(str(run_dir / "tracking" / "cnnvit"))

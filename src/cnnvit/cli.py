@@ -261,8 +261,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import launch
 
-    print(f"cnnvit demo: serving http://{args.host}:{args.port} (Ctrl-C stops it)",
-          file=sys.stderr)  # fmt: skip
     launch(args.run_dir, host=args.host, port=args.port, device=args.device)
     return 0
 

@@ -12,6 +12,7 @@ imported, and localhost bypasses any proxy.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,22 +63,27 @@ def top_table(prediction: dict[str, Any]) -> str:
 
 
 def findings_markdown(run: Run) -> str:
-    """What the run found, as the report says it: accuracies, the paired test, the claims."""
-    from ..report.facts import facts_from_run
-    from ..report.reflection import claims
+    """What the run found: accuracies, the paired test, and the evidence engine's verdicts on
+    the usual claims from this one run (the same engine and wording as the reports)."""
+    from ..evidence import cell_from_run, judge_claims, verdict_table_markdown
 
-    facts = facts_from_run(run)
-    lines = [f"**{facts.name}**, {len(facts.class_names)} classes; run `{run.path.name}`", ""]
+    dataset = run.dataset.get("name") or run.config.data.dataset
+    classes = len(run.dataset.get("class_names") or [])
+    lines = [f"**{dataset}**, {classes} classes; run `{run.path.name}`", ""]
     for family in ("cnn", "vit"):
         accuracy = run.models[family].test.get("accuracy")
         if accuracy is not None:
             lines.append(f"- {family.upper() if family == 'cnn' else 'ViT'} "
                          f"({run.models[family].name}): test accuracy {accuracy:.1%}")  # fmt: skip
-    if facts.p is not None and facts.diff is not None:
-        lines.append(f"- ViT minus CNN: {facts.diff:+.1f} points (McNemar's exact test, "
-                     f"p = {facts.p:.3g})")  # fmt: skip
-    lines += ["", "**The usual claims, judged on this run** (as in the report):", ""]
-    lines += [f"- {sentence}" for sentence in claims(facts)] if facts.both else ["- (needs both)"]
+    comparison = run.comparison or {}
+    difference, p = comparison.get("accuracy_difference_points"), comparison.get("mcnemar_p_value")
+    if difference is not None and p is not None:
+        lines.append(f"- ViT minus CNN: {difference:+.1f} points on the same "
+                     f"{comparison.get('test_size', '')} test images (McNemar's exact test, "
+                     f"p = {p:.3g})")  # fmt: skip
+    lines += ["", "**The usual claims, judged on this run alone** (one run is an anecdote: "
+              "a study over seeds and sizes settles more):", ""]  # fmt: skip
+    lines.append(verdict_table_markdown(judge_claims([cell_from_run(run)])))
     return "\n".join(lines)
 
 
@@ -113,7 +119,7 @@ def build_app(run: Run | str | Path, device: str = "auto") -> Any:
         note = f"or pick one of the first {len(examples)} test images"
     cnn, vit = models.models["cnn"].name, models.models["vit"].name
 
-    def classify(source: Any) -> list[Any]:
+    def classify(source: Any, what: str = "") -> list[Any]:
         if source is None:
             return ["Upload an image or pick a test image.", *[None] * 7]
         try:
@@ -123,7 +129,8 @@ def build_app(run: Run | str | Path, device: str = "auto") -> Any:
         except CnnvitError as err:
             return [f"**Not classified:** {err}", *[None] * 7]
         preview = enlarge(np.asarray(models.models["cnn"].pixels(image)[0].permute(1, 2, 0)))
-        out: list[Any] = [f"Classified {image.width}x{image.height} image.", preview]
+        what = what or f"the upload {Path(str(source)).name}"
+        out: list[Any] = [f"Classified {what} ({image.width}x{image.height} pixels).", preview]
         for family in ("cnn", "vit"):
             pred = predictions[family]
             out += [{item["label"]: item["probability"] for item in pred["top"]},
@@ -134,7 +141,9 @@ def build_app(run: Run | str | Path, device: str = "auto") -> Any:
         if not choice:
             return classify(None)
         index = int(choice.split(":")[0].lstrip("#"))
-        return classify(examples[index][0])
+        return classify(
+            examples[index][0], f"test image #{index} (true class {examples[index][1]})"
+        )
 
     with gr.Blocks(analytics_enabled=False, title=f"cnnvit demo: {cnn} vs {vit}") as app:
         gr.Markdown(f"# CNN ({cnn}) vs ViT ({vit})\nUpload an image {note}; both models "
@@ -184,6 +193,7 @@ def launch(
 ) -> Any:
     """Build the app over `run_dir` and serve it on http://host:port (blocks unless told not)."""
     app = build_app(run_dir, device)
+    print(f"cnnvit demo: serving http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr)
     try:
         app.launch(server_name=host, server_port=port, share=False, inbrowser=False,
                    prevent_thread_lock=not block, show_error=True, quiet=True,
