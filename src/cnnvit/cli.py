@@ -72,6 +72,29 @@ def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) ->
                                choices=choices, metavar=metavar, help=help_text)  # fmt: skip
 
 
+def _add_study_flags(parser: argparse.ArgumentParser) -> None:
+    """The study's own flags (StudyConfig's fields); lists are comma-separated strings."""
+    from .config import StudyConfig
+
+    group = parser.add_argument_group("study options")
+    for f in dataclasses.fields(StudyConfig):
+        if f.name == "compare":
+            continue
+        flags = option_strings(f.name, f.metadata)
+        default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help_text = f.metadata.get("help", "").replace("%", "%%")
+        help_text += f" (default: {default})" if default not in (None, "") else ""
+        if isinstance(f.default, bool):
+            group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+            continue
+        kind = int if isinstance(f.default, int) else str
+        choices = f.metadata.get("choices")
+        metavar = None if choices else f.metadata.get("flag", f.name).upper()
+        group.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
+                           choices=choices, metavar=metavar, help=help_text)  # fmt: skip
+
+
 def _version() -> str:
     """cnnvit's version and those of the two libraries its results depend on most."""
     from importlib.metadata import PackageNotFoundError, version
@@ -145,10 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", choices=DEVICES, help="where the models run (default: auto)"
     )
 
-    report = commands.add_parser("report", help="rebuild the report of a finished run")
+    report = commands.add_parser("report", help="rebuild the report of a finished run or study")
     report.add_argument(
-        "run_dir", metavar="RUN_DIR", help="a run directory made by `cnnvit compare`"
-    )
+        "run_dir", metavar="RUN_DIR",
+        help="a run directory made by `cnnvit compare`, or a study directory by `cnnvit study`",
+    )  # fmt: skip
+
+    study = commands.add_parser(
+        "study", help="repeat compare over seeds x training sizes (x pairs): verdicts with "
+        "intervals", formatter_class=_HelpFormatter,
+        description="Run compare over training seeds x nested training fractions (x preset "
+        "pairs) on one fixed test split, and report whether each usual CNN-vs-ViT claim is "
+        "supported, contradicted or inconclusive, with its interval. Run it again (same "
+        "--output-dir, or --resume) to train only the cells that are not complete.",
+    )  # fmt: skip
+    study.add_argument("--config", metavar="FILE", help="YAML or JSON file with the study's "
+                       "keys and compare's keys (flags win)")  # fmt: skip
+    study.add_argument("--resume", metavar="STUDY_DIR",
+                       help="continue the study in STUDY_DIR with its saved settings")  # fmt: skip
+    _add_study_flags(study)
+    _add_config_flags(study, ["data", "models", "train"])
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a saved model on a dataset's test split",
@@ -295,6 +334,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .evidence import verdict_table_markdown
+    from .report.study_facts import load_study
+    from .study.grid import build_study_config
+    from .study.runner import resume_values, run_study
+
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if args.resume:
+        values = {**resume_values(args.resume), **values}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    study_dir = run_study(build_study_config({**values, **flags}))
+    verdicts = [v for v in load_study(study_dir).verdicts if v.outcome != "not tested"]
+    print(verdict_table_markdown(verdicts))
+    print(f"report: {study_dir / 'report.html'}")  # the one line a script may read
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -332,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"compare": _cmd_compare, "models": _cmd_models, "report": _cmd_report,
-                "evaluate": _cmd_evaluate, "demo": _cmd_demo}  # fmt: skip
+                "evaluate": _cmd_evaluate, "demo": _cmd_demo, "study": _cmd_study}  # fmt: skip
     try:
         return handlers[args.command](args)
     except CnnvitError as err:
