@@ -37,15 +37,17 @@ compare: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The floors in pyproject.toml are true: a separate venv gets every direct dependency at its
-# lowest allowed version (uv's lowest-direct resolution; torch stays at the pin, installed first
-# so that uv keeps it) and runs a short compare.
+# The floors in pyproject.toml are true: a separate venv gets every runtime dependency at its
+# lowest allowed version (uv's lowest-direct resolution; the dev extra's tools are left out) and
+# runs a short compare. torch stays at the pin: pip installs it first, alone (--no-deps, so that
+# its own requirements such as filelock are left to uv and go to their floors too), and uv keeps
+# the installed build, so a CPU-only machine downloads no CUDA packages.
 test-lowest: $(STAMP)
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
-	$(LOWEST)/bin/python -m pip install --quiet -c constraints.txt "$(TORCH_SPEC)"
+	$(LOWEST)/bin/python -m pip install --quiet --no-deps -c constraints.txt "$(TORCH_SPEC)"
 	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \
-		-c constraints.txt -e ".[dev]"
+		-c constraints.txt -e .
 	$(BIN)/uv pip list --python $(LOWEST)/bin/python
 	$(LOWEST)/bin/cnnvit compare --epochs 1 --max-train-samples 200 --max-eval-samples 100 \
 		--image-size 16 --cnn convnext-nano --vit vit-nano --output-dir $(LOWEST)/run
