@@ -1,11 +1,16 @@
-"""Benchmark: cnnvit's fast training path against the plain Hugging Face Trainer recipe.
+"""Benchmark: cnnvit's training against the Hugging Face Trainer, for speed and for accuracy.
 
     .venv/bin/python benchmarks/benchmark.py --dataset ../shared/data/fashion_mnist \
         --max-train-samples 10000 --max-eval-samples 2000 --pairs micro,mini \
-        --epochs 2 --repeats 3 --output-dir benchmarks/results
+        --epochs 2 --repeats 3 --lr 5e-4 --output-dir benchmarks/results
 
-Both sides train the same architecture from the same initial weights on the same splits with the
-same hyperparameters; see peer_hf_trainer.py for the peer and README.md for what is compared.
+Sides (`--sides`, any of): `peer`, the HF docs' Trainer recipe with cnnvit's hyper-parameters
+(needs a number for `--lr`; the speed comparison); `plain`, Trainer with the plain recipe of issue
+8 (lr 1e-3, linear decay, no augmentation or label smoothing: the accuracy floor cnnvit's
+defaults must reach); `cnnvit`, the package as `cnnvit compare` runs it, learning rate tuned on
+validation when `--lr auto` (tuning time is reported apart from training time). Every side trains
+the same architecture from the same initial weights on the same splits; see peer_hf_trainer.py
+and README.md.
 
 Every measurement runs in a fresh worker process (this script with `--worker`), so the two
 implementations never share accelerate's process-wide state, allocator or memory peak. Repeats
@@ -18,6 +23,7 @@ worker. Output: `<out>/benchmark.json` (every raw repeat, medians, environment) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -37,8 +43,20 @@ from cnnvit.measure import environment, matmul_peak_flops, synchronize
 from cnnvit.models import PRESETS, build_model, count_flops, default_pair_for
 from cnnvit.runtime import make_accelerator, place_model, resolve_device, resolve_runtime
 from cnnvit.training import train_model
+from cnnvit.training.recipe import fixed_recipe_config, resolve_recipe
+from cnnvit.training.tuning import tune_learning_rate
 
-SIDES = ("peer", "cnnvit")
+SIDES = ("plain", "peer", "cnnvit")
+
+
+def lr_value(text: str) -> float | str:
+    """--lr: auto or a positive number."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a number, not {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", choices=("cnn", "vit", "both"), default="both")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=lr_value, default="auto", help="auto (tuned) or a number")
+    parser.add_argument(
+        "--sides", default="peer,cnnvit", help="comma-separated: plain, peer, cnnvit"
+    )
+    parser.add_argument(
+        "--presets", default=None, help="comma-separated preset names (instead of --pairs)"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -64,6 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sides = args.sides.split(",")
+    if not sides or any(side not in SIDES for side in sides):
+        parser.error(f"--sides: choose from {', '.join(SIDES)}")
+    if "peer" in sides and args.lr == "auto":
+        parser.error("--sides peer needs a number for --lr (the peer has no tuner)")
+    for name in (args.presets or "").split(",") if args.presets else []:
+        if name not in PRESETS:
+            parser.error(f"--presets: unknown preset '{name}'")
     sizes = {p.size for p in PRESETS.values()}
     for size in args.pairs.split(","):
         if size not in sizes:
@@ -83,8 +115,9 @@ def load_data(args: argparse.Namespace) -> PreparedData:
         dataset=args.dataset,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
+        split_seed=args.seed,
     )
-    return prepare_data(config, args.seed)
+    return prepare_data(config)
 
 
 def family_of(spec: str) -> str:
@@ -103,15 +136,23 @@ def worker_peak() -> dict[str, Any]:
     return {"device": str(device), "matmul_peak_flops": peaks}
 
 
-def worker_peer(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
-    """The HF docs' Trainer recipe (peer_hf_trainer.py), fp32 and SDPA as transformers defaults."""
+def worker_peer(args: argparse.Namespace, data: PreparedData, plain: bool = False) -> dict:
+    """The HF docs' Trainer (peer_hf_trainer.py), fp32 and SDPA as transformers defaults.
+
+    `plain`: the plain recipe; otherwise cnnvit's recipe with its "auto" values resolved.
+    """
     import peer_hf_trainer  # next to this script, so on sys.path when run as a script
 
     family = family_of(args.model)
     built = build_model(args.model, family, data.class_names, args.image_size, "sdpa", args.seed)
     flops = flop_counts(built.model, args.image_size)
-    result = peer_hf_trainer.train_and_evaluate(data, built, train_config(args))
-    return {**flops, **result}
+    config = train_config(args)
+    if not plain:
+        config = fixed_recipe_config(
+            config, resolve_recipe(config, len(data.splits["train"].labels))
+        )
+    result = peer_hf_trainer.train_and_evaluate(data, built, config, plain=plain)
+    return {**flops, **result, "lr": 1e-3 if plain else config.lr}
 
 
 def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any]:
@@ -132,6 +173,19 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
     test_images, test_labels = data.tensors("test", built.processor)
     prepare_seconds = time.perf_counter() - start
 
+    start = time.perf_counter()
+
+    def fresh() -> tuple[torch.nn.Module, Any]:  # the same initial weights every call
+        again = build_model(args.model, family, data.class_names, args.image_size, attention,
+                            args.seed)  # fmt: skip
+        return place_model(again, runtime)
+
+    tuning = tune_learning_rate(
+        fresh, train, validation, config, accelerator, runtime, say, family=family,
+        name=args.model,
+    )  # fmt: skip
+    tuning_seconds = time.perf_counter() - start
+    config = dataclasses.replace(config, lr=tuning.chosen_lr)
     result = train_model(
         model, preprocess, train, validation, config, accelerator, runtime, name=args.model, log=say
     )
@@ -160,6 +214,11 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
         "eval_images_per_second": len(test_labels) / eval_seconds,
         "test_accuracy": float((logits.argmax(1) == test_labels).float().mean()),
         "peak_memory_mb": result.peak_memory_mb,  # measured inside train_model
+        "lr": tuning.chosen_lr,
+        "tuning_seconds": tuning_seconds,
+        "tuning_images": tuning.images_used,
+        "tuning": tuning.to_dict(),
+        "recipe": resolve_recipe(config, images).to_dict(),
     }
 
 
@@ -182,7 +241,10 @@ def run_worker(args: argparse.Namespace) -> None:
         out = worker_peak()
     else:
         data = load_data(args)
-        out = (worker_peer if args.worker == "peer" else worker_cnnvit)(args, data)
+        if args.worker == "cnnvit":
+            out = worker_cnnvit(args, data)
+        else:
+            out = worker_peer(args, data, plain=args.worker == "plain")
     out["threads"] = torch.get_num_threads()
     Path(args.result).write_text(json.dumps(out, indent=2))
 
@@ -196,7 +258,7 @@ def spawn(args: argparse.Namespace, worker: str, model: str | None, folder: Path
     cmd = [sys.executable, __file__, "--worker", worker, "--result", str(result)]
     cmd += ["--model", model] if model else []
     for flag in ("dataset", "max_train_samples", "max_eval_samples", "image_size",
-                 "batch_size", "lr", "epochs", "seed", "threads"):  # fmt: skip
+                 "batch_size", "lr", "epochs", "seed", "threads", "sides"):  # fmt: skip
         value = getattr(args, flag)
         if value is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(value)]
@@ -206,11 +268,12 @@ def spawn(args: argparse.Namespace, worker: str, model: str | None, folder: Path
 
 
 def summarise(runs: list[dict], peaks: dict[str, float]) -> dict[str, Any]:
-    """Medians over repeats of every number, per side, then cnnvit/peer ratios and MFU.
+    """Medians over repeats of every number, per side, then the ratios between sides and MFU.
 
     MFU = train FLOPs/image x train images/s / the matmul peak of the dtype that side trains in.
-    FLOPs/image is the larger of the two sides' counts: torch's FLOP counter does not count the
+    FLOPs/image is the largest of the sides' counts: torch's FLOP counter does not count the
     CPU SDPA kernel, so an SDPA model looks cheaper than the same model with eager attention.
+    Ratios: cnnvit/peer speed (same recipe), cnnvit - plain accuracy in points.
     """
     flops = max(run["train_flops_per_image"] for run in runs)
     for run in runs:
@@ -219,41 +282,64 @@ def summarise(runs: list[dict], peaks: dict[str, float]) -> dict[str, Any]:
     sides: dict[str, dict[str, Any]] = {}
     for side in SIDES:
         mine = [run for run in runs if run["side"] == side]
-        keys = [k for k, v in mine[0].items() if isinstance(v, int | float) and k != "repeat"]
+        if not mine:
+            continue
+        numeric = {k: v for k, v in mine[0].items() if not isinstance(v, bool)}
+        keys = [k for k, v in numeric.items() if isinstance(v, int | float) and k != "repeat"]
         sides[side] = {k: statistics.median(run[k] for run in mine) for k in keys}
         sides[side].update({k: mine[0][k] for k in ("precision", "memory_format", "attention")})
-    peer, ours = sides["peer"], sides["cnnvit"]
-    return {
+    summary: dict[str, Any] = {
         **sides,
-        "params": ours["params"],
+        "params": next(iter(sides.values()))["params"],
         "train_flops_per_image": flops,
-        "forward_flops_per_image": max(p["forward_flops_per_image"] for p in (peer, ours)),
-        "train_speedup": ours["train_images_per_second"] / peer["train_images_per_second"],
-        "eval_speedup": ours["eval_images_per_second"] / peer["eval_images_per_second"],
-        "accuracy_difference_points": 100 * (ours["test_accuracy"] - peer["test_accuracy"]),
+        "forward_flops_per_image": max(s["forward_flops_per_image"] for s in sides.values()),
     }
+    ours = sides.get("cnnvit")
+    if ours and "peer" in sides:
+        peer = sides["peer"]
+        summary["train_speedup"] = ours["train_images_per_second"] / peer["train_images_per_second"]
+        summary["eval_speedup"] = ours["eval_images_per_second"] / peer["eval_images_per_second"]
+        summary["accuracy_difference_points"] = 100 * (
+            ours["test_accuracy"] - peer["test_accuracy"]
+        )
+    if ours and "plain" in sides:
+        summary["accuracy_vs_plain_points"] = 100 * (
+            ours["test_accuracy"] - sides["plain"]["test_accuracy"]
+        )
+    return summary
 
 
 def markdown(summary: dict[str, dict], peaks: dict[str, float]) -> str:
-    """The results table, one row per model, with the matmul peaks above it."""
+    """The results table, one row per model and a column group per side, peaks above it."""
     lines = [
         f"Measured matmul peak, {dtype}: {flops / 1e9:.1f} GFLOP/s"
         for dtype, flops in peaks.items()
     ]
-    head = ["model", "params", "train FLOPs/img", "peer train img/s", "cnnvit train img/s", "ratio",
-            "peer eval img/s", "cnnvit eval img/s", "ratio", "peer test acc", "cnnvit test acc",
-            "peer MFU", "cnnvit MFU", "peak MB peer/cnnvit"]  # fmt: skip
+    sides = [side for side in SIDES if any(side in s for s in summary.values())]
+    head = ["model", "params", "train FLOPs/img"]
+    for side in sides:
+        head += [f"{side} train img/s", f"{side} eval img/s", f"{side} test acc", f"{side} MFU"]
+    if "cnnvit" in sides:
+        head += ["cnnvit lr", "cnnvit tuning s"]
+    if {"peer", "cnnvit"} <= set(sides):
+        head += ["train ratio cnnvit/peer", "eval ratio", "peak MB peer/cnnvit"]
+    if {"plain", "cnnvit"} <= set(sides):
+        head += ["cnnvit - plain (points)"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in summary.items():
-        p, c = s["peer"], s["cnnvit"]
-        # fmt: off
-        cells = [name, f"{s['params'] / 1e6:.2f} M", f"{s['train_flops_per_image'] / 1e6:.1f} M",
-                 f"{p['train_images_per_second']:.0f}", f"{c['train_images_per_second']:.0f}",
-                 f"{s['train_speedup']:.2f}x", f"{p['eval_images_per_second']:.0f}",
-                 f"{c['eval_images_per_second']:.0f}", f"{s['eval_speedup']:.2f}x",
-                 f"{p['test_accuracy']:.4f}", f"{c['test_accuracy']:.4f}", f"{p['mfu']:.1%}",
-                 f"{c['mfu']:.1%}", f"{p['peak_memory_mb']:.0f} / {c['peak_memory_mb']:.0f}"]
-        # fmt: on
+        cells = [name, f"{s['params'] / 1e6:.2f} M", f"{s['train_flops_per_image'] / 1e6:.1f} M"]
+        for side in sides:
+            f = s[side]
+            cells += [f"{f['train_images_per_second']:.0f}", f"{f['eval_images_per_second']:.0f}",
+                      f"{f['test_accuracy']:.4f}", f"{f['mfu']:.1%}"]  # fmt: skip
+        if "cnnvit" in sides:
+            cells += [f"{s['cnnvit']['lr']:g}", f"{s['cnnvit']['tuning_seconds']:.0f}"]
+        if {"peer", "cnnvit"} <= set(sides):
+            memory = (s["peer"]["peak_memory_mb"], s["cnnvit"]["peak_memory_mb"])
+            cells += [f"{s['train_speedup']:.2f}x", f"{s['eval_speedup']:.2f}x",
+                      f"{memory[0]:.0f} / {memory[1]:.0f}"]  # fmt: skip
+        if {"plain", "cnnvit"} <= set(sides):
+            cells.append(f"{s['accuracy_vs_plain_points']:+.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -273,18 +359,23 @@ def run_driver(args: argparse.Namespace, argv: list[str]) -> None:
     torch.set_num_threads(args.threads)
     json_path, md_path = output_paths(Path(args.out))
     families = ("cnn", "vit") if args.models == "both" else (args.models,)
-    models = [  # (cnn, vit) names of each pair, filtered by --models
-        spec
-        for size in args.pairs.split(",")
-        for spec, family in zip(default_pair_for(size), ("cnn", "vit"), strict=True)
-        if family in families
-    ]
+    models = (
+        args.presets.split(",")
+        if args.presets
+        else [  # (cnn, vit) of each pair
+            spec
+            for size in args.pairs.split(",")
+            for spec, family in zip(default_pair_for(size), ("cnn", "vit"), strict=True)
+            if family in families
+        ]
+    )
+    sides = tuple(args.sides.split(","))
     runs: dict[str, list[dict]] = {model: [] for model in models}
     with tempfile.TemporaryDirectory(prefix="cnnvit-bench-") as tmp:
         folder = Path(tmp)
         peaks = spawn(args, "peak", None, folder)["matmul_peak_flops"]
         for repeat in range(args.repeats):
-            order = SIDES if repeat % 2 == 0 else SIDES[::-1]  # alternate who goes first
+            order = sides if repeat % 2 == 0 else sides[::-1]  # alternate who goes first
             for model in models:
                 for side in order:
                     say(f"== repeat {repeat + 1}/{args.repeats}: {model}, {side}")

@@ -10,7 +10,13 @@ normalisation, which is how that recipe looks without torchvision.
 
 Everything that decides the result is shared with cnnvit's side of the benchmark: the model
 (`cnnvit.models.build_model`, same seed, so the same initial weights), the splits
-(`cnnvit.data.prepare_data`) and the hyperparameters (one `TrainConfig`).
+(`cnnvit.data.prepare_data`) and the hyperparameters (one `TrainConfig`, its "auto" values
+resolved by the caller to the numbers cnnvit used).
+
+With `plain=True` the same Trainer runs the plain recipe instead (issue 8's baseline, what a user
+would try first): AdamW lr 1e-3, 10% warm-up then linear decay, weight decay 0.05, no label
+smoothing, no augmentation, Trainer's default gradient clipping (1.0), fp32. cnnvit's defaults
+must never do worse than this on the same architecture.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ from cnnvit.data import PreparedData, Split
 from cnnvit.data.preprocess import AugmentConfig
 from cnnvit.measure import PeakMemory, synchronize
 from cnnvit.models import BuiltModel
+from cnnvit.training.recipe import resolve_recipe
+
+# The plain recipe (issue 8); everything not named here is Trainer's default.
+PLAIN = {"learning_rate": 1e-3, "lr_scheduler_type": "linear", "warmup_steps": 0.1,
+         "weight_decay": 0.05, "label_smoothing_factor": 0.0}  # fmt: skip
 
 
 def augment_image(image: Image.Image, rng: random.Random, config: AugmentConfig) -> Image.Image:
@@ -105,14 +116,16 @@ def collate_fn(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 
 
 def train_and_evaluate(
-    data: PreparedData, built: BuiltModel, config: TrainConfig
+    data: PreparedData, built: BuiltModel, config: TrainConfig, plain: bool = False
 ) -> dict[str, Any]:
     """Train `built.model` with Trainer on the train split; time it and test-set prediction.
 
-    Returns plain numbers for the benchmark's JSON: seconds, images/s, accuracy, peak MB.
+    `config` gives epochs, batch size and seed, and (unless `plain`) the recipe, with a number
+    for lr. Returns plain numbers for the benchmark's JSON: seconds, images/s, accuracy, peak MB.
     """
     column = data.image_column
-    augment = AugmentConfig(hflip=config.hflip) if config.augment else None
+    recipe = resolve_recipe(config, len(data.splits["train"].labels))
+    augment = None if plain else recipe.augment_config(config.hflip)
     train = to_hf_dataset(data.splits["train"], column).with_transform(
         make_transform(built.processor, column, augment, config.seed)
     )
@@ -126,13 +139,20 @@ def train_and_evaluate(
             num_train_epochs=config.epochs,
             per_device_train_batch_size=config.batch_size,
             per_device_eval_batch_size=config.batch_size,  # as the docs do
-            learning_rate=config.lr,
-            weight_decay=config.weight_decay,
-            lr_scheduler_type="cosine",
-            warmup_steps=config.warmup_fraction,  # a float < 1 is a fraction of all steps
-            label_smoothing_factor=config.label_smoothing,
-            max_grad_norm=config.grad_clip_norm,
             seed=config.seed,
+            **(
+                PLAIN
+                if plain
+                else {
+                    "learning_rate": float(config.lr),
+                    "weight_decay": recipe.weight_decay,
+                    "lr_scheduler_type": "cosine",
+                    # a float < 1 is a fraction of all steps
+                    "warmup_steps": recipe.warmup_fraction,
+                    "label_smoothing_factor": recipe.label_smoothing,
+                    "max_grad_norm": config.grad_clip_norm,
+                }
+            ),  # fmt: skip
             eval_strategy="no",  # cnnvit's train time excludes evaluation too
             save_strategy="no",
             report_to="none",
