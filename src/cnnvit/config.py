@@ -349,6 +349,8 @@ def validate(config: CompareConfig) -> None:
             raise CnnvitError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     if m.image_size < 8:
         raise CnnvitError(f"--image-size must be at least 8 pixels, not {m.image_size}")
+    if m.match not in ("params", "flops"):
+        raise CnnvitError(f"--match must be params or flops, not '{m.match}'")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
