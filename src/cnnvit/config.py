@@ -230,7 +230,9 @@ def stage_fields() -> dict[str, tuple[str, dataclasses.Field]]:
 def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
     """Check a config value against the field's type; ints are accepted for floats."""
     if value is None:
-        return None
+        if f.default is None or "None" in str(f.type):
+            return None
+        raise CnnvitError(f"config key '{name}' needs a value, not null (empty)")
     if f.metadata.get("auto"):  # "auto" or a number (the CLI and YAML may give "3e-4")
         if value == "auto":
             return value
@@ -277,6 +279,8 @@ def flatten(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         items = value.items() if key in STAGES and isinstance(value, dict) else [(key, value)]
         for name, item in items:
+            if not isinstance(name, str):  # YAML reads `1:` or `~:` as a number or null key
+                raise CnnvitError(f"config key {name!r} is not a setting name (such as epochs)")
             name = name.replace("-", "_")
             canonical = aliases.get(name, name)
             if spelled.setdefault(canonical, name) != name:

@@ -138,7 +138,9 @@ def geometry_key(processor: Any) -> str:
 def _open_image(value: Any) -> Image.Image:
     """A PIL RGB image from what a datasets column holds (encoded dict, PIL image or array)."""
     if isinstance(value, dict):
-        source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+        source = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
+        if not source:  # empty bytes and no path
+            raise ValueError("empty image")
         image = Image.open(source)
     elif isinstance(value, Image.Image):
         image = value
