@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,79 @@ def test_wrong_family_and_bad_size_are_refused() -> None:
         build_model("vit-nano", "cnn", ["a", "b"], 32)
     with pytest.raises(CnnvitError, match="multiple of 4"):
         build_model("vit-nano", "vit", ["a", "b"], 30)
+
+
+# --- issue 8: ResNet presets, save/reload per family, pairing by params or FLOPs ----------
+
+
+@pytest.mark.parametrize("name", ["resnet-nano", "convnext-nano", "vit-nano"])
+def test_each_family_saves_and_reloads_with_plain_transformers(name: str, tmp_path: Path) -> None:
+    """No custom code: AutoModelForImageClassification alone reloads the same function."""
+    from transformers import AutoModelForImageClassification
+
+    preset = PRESETS[name]
+    built = build_model(name, preset.family, ["a", "b", "c"], 16, attention="eager")
+    built.model.save_pretrained(tmp_path / name)
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / name).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = built.model.eval()(pixel_values=x).logits
+        assert torch.allclose(reloaded(pixel_values=x).logits, expected, atol=1e-5)
+    assert reloaded.config.id2label == {0: "a", 1: "b", 2: "c"}
+
+
+def test_resnet_presets_end_on_2x2_maps_at_32_px() -> None:
+    """Stem /4 (7x7 stride-2 conv, stride-2 pool), then three stages: 8x8, 4x4, 2x2 maps."""
+    model = build_model("resnet-micro", "cnn", ["a", "b"], 32).model.eval()
+    with torch.no_grad():
+        hidden = model(pixel_values=torch.zeros(1, 3, 32, 32), output_hidden_states=True)
+    sides = [h.shape[-1] for h in hidden.hidden_states]
+    assert sides == [8, 8, 4, 2]  # after the stem, then after each stage
+    assert model.config.layer_type == "basic"
+
+
+@pytest.mark.parametrize("size", sorted({p.size for p in PRESETS.values()}))
+@pytest.mark.parametrize("architecture", ["resnet", "convnext"])
+def test_named_pairs_are_within_the_stated_parameter_tolerance(
+    size: str, architecture: str
+) -> None:
+    from cnnvit.models.pairing import PARAMS_TOLERANCE, partner, preset_costs
+
+    cnn, vit = default_pair_for(size, architecture)
+    cnn_params, vit_params = preset_costs(cnn)["params"], preset_costs(vit)["params"]
+    assert abs(cnn_params - vit_params) / max(cnn_params, vit_params) <= PARAMS_TOLERANCE
+    assert partner(vit, "cnn", "params", architecture=architecture) == cnn
+    assert partner(cnn, "vit", "params") == vit
+
+
+def test_flops_matching_picks_a_partner_closer_in_flops() -> None:
+    from cnnvit.models.pairing import partner, preset_costs
+
+    for vit in ("vit-nano", "vit-micro", "vit-mini"):
+        flops = preset_costs(vit)["flops_per_image"]
+        by_params = preset_costs(partner(vit, "cnn", "params"))["flops_per_image"]
+        by_flops = preset_costs(partner(vit, "cnn", "flops"))["flops_per_image"]
+        assert abs(math.log(by_flops / flops)) <= abs(math.log(by_params / flops))
+    # At 32 px a ViT does several times a parameter-matched ResNet's FLOPs, so they differ.
+    assert partner("vit-micro", "cnn", "flops") != partner("vit-micro", "cnn", "params")
+
+
+def test_pair_ratios_and_auto_resolution() -> None:
+    from cnnvit.models.pairing import pair_ratios, resolve_pair
+
+    names = [str(i) for i in range(10)]
+    cnn = build_model("resnet-micro", "cnn", names, 32)
+    vit = build_model("vit-micro", "vit", names, 32, attention="eager")
+    ratios = pair_ratios(cnn, vit)
+    assert ratios["params_ratio"] == pytest.approx(
+        count_params(vit.model) / count_params(cnn.model)
+    )
+    assert ratios["flops_ratio"] > 3  # 64 tokens through 6 layers against a stride-4 stem
+    assert resolve_pair("auto", "vit-micro") == ("resnet-micro", "vit-micro")
+    assert resolve_pair("convnext-micro", "auto") == ("convnext-micro", "vit-micro")
+    with pytest.raises(CnnvitError, match="both be auto"):
+        resolve_pair("auto", "auto")
+    with pytest.raises(CnnvitError, match="not a preset"):
+        resolve_pair("auto", "google/vit-base-patch16-224")
+    with pytest.raises(CnnvitError, match="params or flops"):
+        resolve_pair("auto", "vit-micro", match="speed")
