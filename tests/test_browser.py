@@ -17,6 +17,8 @@ from hands_on import hands_on_run
 from test_demo import digit_png
 
 from cnnvit.demo import predict_both
+from cnnvit.evidence import cell_from_run, judge_claims
+from cnnvit.runs import load_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTES = Path("/work/notes")  # where the lead looks at the screenshot, when it exists
@@ -56,6 +58,8 @@ def page(served):
                   "--disable-background-networking", "--no-proxy-server"],
         )  # fmt: skip
         tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.requested = []  # every URL the page asks for: all must stay on this machine
+        tab.on("request", lambda request: tab.requested.append(request.url))
         tab.set_default_timeout(TIMEOUT_MS)
         tab.goto(served[1])
         tab.wait_for_selector("#upload")
@@ -102,7 +106,14 @@ def test_upload_shows_both_models_predictions(served, page, tmp_path) -> None:
         for (_, on_page), (_, api) in zip(shown, wanted, strict=True):
             assert on_page == pytest.approx(api, abs=5.1e-5)  # the page shows 4 decimals
         assert page.locator(f"#{family}-map img").count() == 1  # the explanation map is drawn
-    assert "usual claims" in page.locator("#findings").inner_text()
+    assert "McNemar's exact test" in page.locator("#findings").inner_text()
+    verdicts = judge_claims([cell_from_run(load_run(run_dir))])
+    rows = page.locator("#verdicts table tbody tr")
+    assert rows.count() == len(verdicts)
+    assert rows.first.locator("td").first.inner_text() == verdicts[0].statement
+    # Offline: the page's scripts, styles and fonts all come from the demo itself.
+    assert page.requested
+    assert all(url.startswith(("http://127.0.0.1:", "data:", "blob:")) for url in page.requested)
     shot = tmp_path / "demo-screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -122,8 +133,6 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(page, tmp_path) -> Non
 def test_picking_a_test_image_classifies_it(served, page) -> None:
     """The picker offers the run's first test images; choosing #2 shows what predict_both says
     for that test image (decoded the way the run decoded it)."""
-    from cnnvit.runs import load_run
-
     run_dir, _ = served
     run = load_run(run_dir)
     data = run.prepare_data()

@@ -63,10 +63,7 @@ def top_table(prediction: dict[str, Any]) -> str:
 
 
 def findings_markdown(run: Run) -> str:
-    """What the run found: accuracies, the paired test, and the evidence engine's verdicts on
-    the usual claims from this one run (the same engine and wording as the reports)."""
-    from ..evidence import cell_from_run, judge_claims, verdict_table_markdown
-
+    """What the run measured: both test accuracies and the paired test on the same images."""
     dataset = run.dataset.get("name") or run.config.data.dataset
     classes = len(run.dataset.get("class_names") or [])
     lines = [f"**{dataset}**, {classes} classes; run `{run.path.name}`", ""]
@@ -81,10 +78,19 @@ def findings_markdown(run: Run) -> str:
         lines.append(f"- ViT minus CNN: {difference:+.1f} points on the same "
                      f"{comparison.get('test_size', '')} test images (McNemar's exact test, "
                      f"p = {p:.3g})")  # fmt: skip
-    lines += ["", "**The usual claims, judged on this run alone** (one run is an anecdote: "
-              "a study over seeds and sizes settles more):", ""]  # fmt: skip
-    lines.append(verdict_table_markdown(judge_claims([cell_from_run(run)])))
     return "\n".join(lines)
+
+
+def verdicts_markdown(run: Run) -> str:
+    """The evidence engine's verdicts on the usual claims from this one run, as a table (the
+    same engine and wording as the reports)."""
+    from ..evidence import cell_from_run, judge_claims, verdict_table_markdown
+
+    return (
+        "**The usual claims, judged on this run alone** (one run is an anecdote: a study over "
+        "seeds and training-set sizes settles more)\n\n"
+        + verdict_table_markdown(judge_claims([cell_from_run(run)]))
+    )
 
 
 def learning_curves_image(run: Run) -> str | None:
@@ -177,7 +183,8 @@ def build_app(run: Run | str | Path, device: str = "auto") -> Any:
                 gr.Markdown(findings_markdown(run), elem_id="findings")
                 curves = learning_curves_image(run)
                 if curves:
-                    gr.Image(curves, label="learning curves", interactive=False)
+                    gr.Image(curves, label="learning curves", interactive=False, scale=2)
+            gr.Markdown(verdicts_markdown(run), elem_id="verdicts")
         upload.upload(classify, upload, outputs, concurrency_limit=CONCURRENCY)
         picker.input(pick, picker, outputs, concurrency_limit=CONCURRENCY)
     app.queue(default_concurrency_limit=CONCURRENCY)
