@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML or JSON file with the same keys as these flags (flags win)",
     )
+    compare.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run directory from its last finished epoch, with its "
+        "own settings (models it finished are kept)",
+    )
     _add_config_flags(compare, ["data", "models", "train", "run"])
     scripting = compare.add_argument_group("output for scripts")
     scripting.add_argument(
@@ -242,7 +248,8 @@ def _quiet_libraries() -> None:
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """The compare config from parsed flags over an optional `--config` file (flags win)."""
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "json")}
+    skip = ("command", "config", "quiet", "json", "resume")
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
     return build_config({**flatten(values), **flags})
 
 
@@ -285,11 +292,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .pipeline import compare
 
     config = config_from_args(args)
+    if args.resume and (args.config or config != build_config({})):
+        raise CnnvitError("--resume continues a run with its own settings: give no other options")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it for every bar
     quiet = contextlib.redirect_stderr(_ErrorsOnly(sys.stderr)) if args.quiet else None
     with quiet or contextlib.nullcontext():
-        run_dir = compare(config)
+        run_dir = compare(resume=args.resume) if args.resume else compare(config)
     if args.json:
         print(json.dumps(compare_summary(run_dir), indent=2))
     else:
@@ -305,25 +314,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(_: argparse.Namespace) -> int:
-    from .models.build import describe_presets
+    from .models.pairing import models_listing
 
-    rows = describe_presets()
-    print(f"{'preset':<16}{'family':<8}{'params':>10}{'MFLOPs/img':>12}  description (at 32 px)")
-    for row in rows:
-        print(f"{row['name']:<16}{row['family']:<8}{row['params'] / 1e6:>9.2f}M"
-              f"{row['flops_per_image'] / 1e6:>12.0f}  {row['description']}")  # fmt: skip
-    print("\npairs (use as --cnn/--vit):")
-    for size in dict.fromkeys(row["pair"] for row in rows):
-        cnn = next(r for r in rows if r["pair"] == size and r["family"] == "cnn")
-        vit = next(r for r in rows if r["pair"] == size and r["family"] == "vit")
-        apart = abs(vit["params"] - cnn["params"]) / max(vit["params"], cnn["params"])
-        flops_ratio = vit["flops_per_image"] / cnn["flops_per_image"]
-        print(f"  {size:<6} {cnn['name']} + {vit['name']}: parameter counts {apart:.0%} apart; "
-              f"the ViT does {flops_ratio:.1f}x the CNN's FLOPs per image")  # fmt: skip
-    print(
-        "\nAny other name is a Hugging Face hub model id"
-        " or a local folder saved with save_pretrained."
-    )
+    print("measuring each preset's training speed on this machine (a few steps each)...",
+          file=sys.stderr)  # fmt: skip
+    print(models_listing())
     return 0
 
 

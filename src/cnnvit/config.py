@@ -58,6 +58,16 @@ class DataConfig:
     max_eval_samples: int | None = _opt(
         None, "use at most this many validation and test images each (a stratified subset)"
     )
+    train_fraction: float = _opt(
+        1.0,
+        "train on this share of the training split (a stratified subset, nested: a smaller "
+        "share is always inside a larger one with the same --split-seed)",
+    )
+    split_seed: int = _opt(
+        0,
+        "seed of the train/validation/test split and of subsets; kept fixed while --seed varies "
+        "so that every training seed is tested on the same images",
+    )
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,7 @@ class TrainConfig:
         True, "random affine augmentation (small rotation, scale and shift) on batches"
     )
     hflip: bool = _opt(False, "also flip images left-right (off: it changes what digits mean)")
-    seed: int = _opt(0, "random seed for splits, initialisation and augmentation")
+    seed: int = _opt(0, "training seed: initial weights, data order and augmentation")
     device: str = _opt("auto", "auto: CUDA, then Apple MPS, then the CPU", choices=DEVICES)
     precision: str = _opt(
         "auto",
@@ -347,6 +357,8 @@ def validate(config: CompareConfig) -> None:
         )
     if not 0 < d.validation_fraction < 1 or not 0 < d.test_fraction < 1:
         raise CnnvitError("--validation-fraction and --test-fraction must be between 0 and 1")
+    if not 0 < d.train_fraction <= 1:
+        raise CnnvitError(f"--train-fraction must be in (0, 1], not {d.train_fraction}")
     for name in ("max_train_samples", "max_eval_samples"):
         value = getattr(d, name)
         if value is not None and value < 1:

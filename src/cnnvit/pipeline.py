@@ -11,6 +11,8 @@ says `failed` or `interrupted`; only a directory holding nothing finished is rem
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 import sys
 import time
@@ -34,7 +36,10 @@ from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import train_model
+from .training.checkpoint import remove_checkpoints
+from .training.recipe import resolve_recipe
 from .training.trackers import start_trackers, tracker_options
+from .training.tuning import TuningResult, tune_learning_rate
 
 
 def _say(line: str) -> None:
@@ -43,12 +48,20 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
+def compare(
+    config: CompareConfig | None = None, resume: str | Path | None = None, **settings: Any
+) -> Path:
     """Train and evaluate a CNN and a ViT with one recipe; returns the run directory.
 
     `settings` are the CLI flags' names (`epochs=5`, `dataset="path/to/folder"`, ...) and
-    override `config`.
+    override `config`. `resume=RUN` continues an interrupted run directory instead: models it
+    finished are kept, a model it was training continues from its last finished epoch, with
+    the run's own config and splits.
     """
+    if resume is not None:
+        if config is not None or settings:
+            raise CnnvitError("--resume continues a run with its own settings: give no others")
+        return _resume(Path(resume).expanduser())
     if settings or config is None:
         base = config.to_dict() if config is not None else {}
         config = build_config({**base, **settings})
@@ -109,21 +122,67 @@ def compare(config: CompareConfig | None = None, **settings: Any) -> Path:
     finally:
         if lock is not None:
             lock.release()
+    # Every process returns once the run is whole on disk (a script may read it next).
+    state.wait_for_everyone()
     return run_dir
 
 
-def _salvage(run_dir: Path, writer: RunWriter | None, err: BaseException) -> None:
+def _resume(run_dir: Path) -> Path:
+    """Continue an interrupted or failed run where it stopped (see `compare`)."""
+    run = load_run(run_dir)
+    if run.status == "complete":
+        raise CnnvitError(f"{run_dir} is complete: there is nothing to resume")
+    config = run.config
+    runtime = resolve_runtime(config.train.device, config.train.precision, config.train.attention)
+    state = PartialState(cpu=runtime.device.type == "cpu")
+    main = state.is_main_process
+    lock = RunLock(run_dir).acquire() if main else None
+    started = time.perf_counter()
+    writer: RunWriter | None = None
+    try:
+        data = run.prepare_data()  # the run's own splits, checked against split.json
+        built = {
+            family: build_model(spec, family, data.class_names, config.models.image_size,
+                                runtime.attention, config.train.seed)
+            for family, spec in (("cnn", config.models.cnn), ("vit", config.models.vit))
+            if family not in run.complete_models
+        }  # fmt: skip
+        writer = RunWriter.reopen(run_dir, dict(run.raw), write=main)
+        _say(f"resuming {run_dir}: {', '.join(run.missing)}")
+        _run(config, data, built, writer, runtime)
+        comparison = _comparison(run_dir) if main else None
+        total = float(run.timings.get("total_seconds") or 0.0)
+        writer.finish(comparison, {"total_seconds": total + time.perf_counter() - started})
+    except BaseException as err:
+        if lock is not None:
+            _salvage(run_dir, writer, err, remove=False)
+            lock.release()
+        raise
+    try:
+        if main:
+            build_report(run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+    return run_dir
+
+
+def _salvage(
+    run_dir: Path, writer: RunWriter | None, err: BaseException, remove: bool = True
+) -> None:
     """Keep a run that holds finished work (marked failed or interrupted); remove the rest."""
     if writer is None or not writer.has_finished_work():
-        shutil.rmtree(run_dir, ignore_errors=True)  # we created it and nothing in it finished
+        if remove:  # we created it and nothing in it finished
+            shutil.rmtree(run_dir, ignore_errors=True)
         return
     status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     writer.abort(status, reason if status == "failed" else "interrupted by the user")
-    kept = " and ".join(writer.finished_models())
+    finished = writer.finished_models()
+    kept = f"the finished {' and '.join(finished)} model" if finished else "the finished epochs"
     _say(
-        f"cnnvit: run {status}; kept the finished {kept} model in {run_dir} "
-        f"(`cnnvit report {run_dir}` shows what it holds)"
+        f"cnnvit: run {status}; kept {kept} in {run_dir} (`cnnvit compare --resume {run_dir}` "
+        f"continues it; `cnnvit report {run_dir}` shows what it holds)"
     )
 
 
@@ -185,10 +244,23 @@ def _train_and_evaluate(
     test_images, test_labels = data.tensors("test", built.processor)
     test_ids = data.example_ids("test", built.processor)
 
+    # The learning rate: chosen per model on validation with an equal budget (lr "auto"), or
+    # the number given. Trials start from copies of the same initial weights as the real run.
+    checkpoints = writer.path / ".checkpoints" / family
+    earlier = writer.model(family).get("tuning")  # resuming: the rate was already chosen
+    initial = copy.deepcopy(built.model).cpu()
+    tuning = TuningResult(**earlier) if earlier else tune_learning_rate(
+        lambda: place_model(dataclasses.replace(built, model=copy.deepcopy(initial)), runtime),
+        train, validation, config.train, accelerator, runtime, log=_say,
+        family=family, pretrained=built.pretrained, name=built.name,
+    )  # fmt: skip
+    train_config = dataclasses.replace(config.train, lr=tuning.chosen_lr)
+    recipe = resolve_recipe(train_config, len(train[1]))
+    writer.update_model(family, tuning=tuning.to_dict(), recipe=recipe.to_dict())
     result = train_model(
-        model, preprocess, train, validation, config.train, accelerator, runtime,
+        model, preprocess, train, validation, train_config, accelerator, runtime,
         name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),
-        tracker_prefix=family,
+        tracker_prefix=family, checkpoint_dir=checkpoints,
     )  # fmt: skip
     with runtime.autocast():
         logits, loss = predict(
@@ -209,7 +281,11 @@ def _train_and_evaluate(
         "best_epoch": result.best_epoch,
         "history": result.history,
         "training": {
-            "lr": config.train.lr,
+            "lr": tuning.chosen_lr,
+            "weight_decay": recipe.weight_decay,
+            "warmup_fraction": recipe.warmup_fraction,
+            "label_smoothing": recipe.label_smoothing,
+            "augment_strength": recipe.augment_strength,
             "epochs": config.train.epochs,
             "batch_size": config.train.batch_size,
             "precision": runtime.precision,
@@ -234,6 +310,7 @@ def _train_and_evaluate(
     writer.model_finished(
         family, results, save, logits.numpy(), test_labels.numpy(), np.asarray(test_ids)
     )
+    remove_checkpoints(checkpoints)  # the model is saved for good
 
 
 def evaluate_saved_model(

@@ -16,17 +16,11 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..evidence import VERDICT_COLUMNS, verdict_row, verdict_sentence
 from ..runs import load_run
 from .facts import ROLE, SIDES, RunFacts, facts_from_run, lookup, num, ratio, show, times
 from .figures import accuracy_vs_cost, confusions, learning_curves, per_class_f1
-from .reflection import (
-    accuracy_sentences,
-    caveats,
-    claims,
-    cost_text,
-    overfit_text,
-    speed_text,
-)
+from .reflection import accuracy_sentences, caveats, cost_text, overfit_text, speed_text
 from .render import Block, write_report
 
 CAPTIONS = {
@@ -143,7 +137,19 @@ def _content(f: RunFacts, pngs: dict[str, bytes]) -> list[Block]:
         ("h3", "Overfitting"),
         ("p", overfit_text(f)),
         ("h3", "The usual claims"),
-        ("ul", claims(f)),
+        (
+            "p",
+            "Each claim is judged by cnnvit's evidence engine, the same one the study "
+            "uses: from one run it can only settle what one seed and one data size can show. "
+            "Run `cnnvit study` for seeds and data sizes.",
+        ),  # fmt: skip
+        (
+            "table",
+            list(VERDICT_COLUMNS),
+            [[verdict_row(v)[c] for c in VERDICT_COLUMNS] for v in f.verdicts],
+            "l" * len(VERDICT_COLUMNS),
+        ),  # fmt: skip
+        ("ul", [verdict_sentence(v) for v in f.verdicts]),
         ("h3", "Caveats"),
         ("ul", caveats(f)),
         *environment,

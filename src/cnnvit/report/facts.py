@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import CompareConfig
+from ..evidence import Verdict, cell_from_run, judge_claims
 from ..runs import Run
 
 SIDES = ("cnn", "vit")
@@ -38,6 +39,7 @@ class RunFacts:
     ratio: dict[str, float | None]  # ViT / CNN
     e95: dict[str, tuple[int | None, float | None, float | None]]
     n_train: float | None
+    verdicts: list[Verdict] = field(default_factory=list)  # the evidence engine's, one run
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,6 +85,7 @@ def facts_from_run(run: Run) -> RunFacts:
         },
         e95={k: epochs_to_95(models[k]) if k in models else (None, None, None) for k in SIDES},
         n_train=num(lookup(ds, "splits.train")),
+        verdicts=judge_claims([cell_from_run(run)]) if both else [],
         extra={"resolved": run.resolved},
     )
 

@@ -84,7 +84,10 @@ def confusions(models: dict[str, dict], class_names: list[str]) -> bytes:
     names = class_names if len(class_names) == n else [str(i) for i in range(n)]
     side = min(max(4.5, 0.3 * n + 2.5), 8)
     label_size = min(9, max(4, 0.6 * 0.75 * side * 72 / n))  # names fit their cells
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.5, side), constrained_layout=True)
+    panels = len(mats)  # a partial run may hold one model
+    fig, axes = plt.subplots(1, panels, figsize=(panels * side + 1.5, side), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    axes = list(axes[0])
     for ax, (k, cm) in zip(axes, mats.items(), strict=True):
         rows = cm.sum(1, keepdims=True)
         norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)

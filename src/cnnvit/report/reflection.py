@@ -9,10 +9,8 @@ from __future__ import annotations
 from .facts import (
     ROLE,
     SIDES,
-    SMALL_DATA,
     RunFacts,
     cap,
-    f1_by_class,
     lookup,
     num,
     p_text,
@@ -53,9 +51,10 @@ def accuracy_sentences(f: RunFacts) -> list[str]:
     if p is None:
         means = "No paired test predictions were recorded, so whether it is meaningful is unknown."
     elif p >= 0.05:
+        leaning = "" if d is None or abs(d) < 0.05 else f", leaning {'ViT' if d > 0 else 'CNN'}"
         means = (
-            f"With {p_text(p)} the difference is too small to mean anything from one run on "
-            "this test set."
+            f"With {p_text(p)} the difference is not significant: from one run on this test "
+            f"set it is inconclusive{leaning}."
         )
     else:
         means = f"With {p_text(p)} a gap this one-sided is unlikely to be chance on this test set."
@@ -154,102 +153,6 @@ def overfit_text(f: RunFacts) -> str:
             "batches during the epoch, which are harder than the validation images."
         )
     return text
-
-
-def claims(f: RunFacts) -> list[str]:
-    d, r, vit = f.diff, f.ratio, f.models["vit"]
-    cnn_sig = f.p is not None and f.p < 0.05 and d is not None and d < 0
-    vit_sig = f.p is not None and f.p < 0.05 and d is not None and d > 0
-    size = "an unknown number of" if f.n_train is None else f"{int(f.n_train):,}"
-    gap = f"ViT minus CNN: {show(d, '+.1f')} points"
-    # (a) CNNs are strong on small data
-    if f.n_train is None or f.n_train >= SMALL_DATA:
-        a = (
-            f"**not tested by this run**: with {size} training images this is not a small "
-            f"dataset (below ~{SMALL_DATA:,} counts as small)."
-        )
-    elif cnn_sig:
-        a = f"**consistent with** this run: with {size} training images the CNN won ({gap})."
-    else:
-        a = (
-            f"**not supported by** this run: with {size} training images the CNN did not beat "
-            f"the ViT by a meaningful margin ({gap})."
-        )
-    # (b) ViTs are data-hungry: behind on accuracy, or clearly slower to learn, at this size
-    (ec, _, _), (ev, _, _) = f.e95["cnn"], f.e95["vit"]
-    epochs = len(vit.get("history") or [])
-    slower = ec is not None and ev is not None and ev >= ec + max(1, round(0.1 * epochs))
-    if vit.get("pretrained"):
-        b = (
-            "**not tested by this run**: the ViT was pretrained, so much of its data came from "
-            "outside this dataset."
-        )
-    elif cnn_sig or (slower and not vit_sig):
-        b = (
-            f"**consistent with** this run: with {size} training images the ViT "
-            + (
-                f"trailed the CNN ({gap})"
-                if cnn_sig
-                else f"needed {ev} epochs to reach 95% of its best, the CNN {ec}"
-            )
-            + "."
-        )
-    else:
-        b = (
-            f"**not supported by** this run: with {size} training images the ViT trained from "
-            f"scratch was not behind ({gap}; epochs to 95% of best: CNN {ec or 'n/a'}, "
-            f"ViT {ev or 'n/a'})."
-        )
-    b += (
-        " One data size cannot show how the gap changes with data; a --max-train-samples sweep can."
-    )
-    # (c) ViTs cost more to run, at a similar parameter count
-    costs = {
-        "FLOPs per image": r["flops"],
-        "batch-1 latency": r["latency"],
-        "inference throughput": r["infer_tp"] and 1 / r["infer_tp"],
-        "training throughput": r["train_tp"] and 1 / r["train_tp"],
-    }
-    known = {k: v for k, v in costs.items() if v is not None}
-    costlier = [k for k, v in known.items() if v > 1]
-    if not known:
-        c = "**not tested by this run**: no cost measurements were recorded."
-    elif r["params"] is None or not 0.5 <= r["params"] <= 2:
-        c = (
-            f"**not tested by this run**: the ViT has {times(r['params'])} the CNN's "
-            "parameters, not a similar size, so cost differences mix size with architecture."
-        )
-    else:
-        verdict = "consistent with" if len(costlier) > len(known) / 2 else "not supported by"
-        c = (
-            f"**{verdict}** this run: at {times(r['params'])} the CNN's parameters, the ViT was "
-            f"costlier on {len(costlier)} of {len(known)} measures"
-            + (f" ({', '.join(costlier)})" if costlier else "")
-            + "."
-        )
-    # (d) local features vs global context: only per-class F1 hints at where they differ
-    f1 = {k: f1_by_class(f.models[k]) for k in SIDES}
-    diffs = sorted(
-        ((abs(f1["vit"][n] - f1["cnn"][n]), n) for n in f1["cnn"] if n in f1["vit"]), reverse=True
-    )
-    top = [n for gap_f1, n in diffs[:3] if gap_f1 >= 0.005]
-    e = (
-        "**not tested by this run**: it measures accuracy, not what each model looks at; "
-        "attention maps, Grad-CAM and robustness sweeps (occlusion, patch shuffling) would."
-    )
-    e += (
-        " Per-class F1 differs most on "
-        + "; ".join(f"'{n}' (CNN {f1['cnn'][n]:.2f}, ViT {f1['vit'][n]:.2f})" for n in top)
-        + "."
-        if top
-        else " Per-class F1 is the same for both models to two decimals."
-    )
-    return [
-        f"CNNs are strong on small data: {a}",
-        f"ViTs are data-hungry: {b}",
-        f"ViTs are more expensive: {c}",
-        f"CNNs capture local features, ViTs global context: {e}",
-    ]
 
 
 def caveats(f: RunFacts) -> list[str]:

@@ -31,8 +31,7 @@ def create_run_dir(output: str | None, cnn: str, vit: str) -> Path:
         path = Path(output).expanduser()
         if path.exists():
             raise CnnvitError(
-                f"output directory {path} already exists: choose another --output-dir "
-                "or remove it"
+                f"output directory {path} already exists: choose another --output-dir or remove it"
             )
         try:
             path.mkdir(parents=True)

@@ -37,7 +37,8 @@ def _now() -> str:
 def predictions_bytes(logits: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> bytes:
     """predictions.npz content: float32 logits (N, C), int64 labels (N,), int64 ids (N,)."""
     if not len(logits) == len(labels) == len(ids):
-        raise ValueError(f"predictions disagree in length: {len(logits)}, {len(labels)}, {len(ids)}")
+        lengths = f"{len(logits)}, {len(labels)}, {len(ids)}"
+        raise ValueError(f"predictions disagree in length: {lengths}")
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -86,6 +87,16 @@ class RunWriter:
         }
         self.save()
 
+    @classmethod
+    def reopen(cls, path: Path, record: dict[str, Any], write: bool = True) -> RunWriter:
+        """Continue writing an existing run (resume): its record, status back to running."""
+        writer = cls.__new__(cls)
+        writer.path, writer.write = path, write
+        writer.record = record
+        record.update(status="running", error=None)
+        writer.save()
+        return writer
+
     def save(self) -> None:
         """Write run.json as it stands now."""
         self.record["updated"] = _now()
@@ -103,6 +114,11 @@ class RunWriter:
     def model_started(self, family: str, **info: Any) -> None:
         entry = self.model(family)
         entry.update(info, status="training", history=[])
+        self.save()
+
+    def update_model(self, family: str, **values: Any) -> None:
+        """Record facts about a model before it finishes (its tuning, its resolved recipe)."""
+        self.model(family).update(values)
         self.save()
 
     def epoch_done(self, family: str, row: dict[str, Any]) -> None:
@@ -148,8 +164,10 @@ class RunWriter:
         return [f for f, m in self.record["models"].items() if m.get("status") == "complete"]
 
     def has_finished_work(self) -> bool:
-        """True once anything worth keeping exists: a complete model."""
-        return bool(self.finished_models())
+        """True once anything worth keeping exists: a complete model, or a finished epoch
+        (checkpointed, so the run can be resumed from it)."""
+        models = self.record["models"].values()
+        return bool(self.finished_models()) or any(m.get("history") for m in models)
 
     def finish(self, comparison: dict[str, Any] | None, timings: dict[str, Any]) -> None:
         self.record["comparison"] = comparison

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ from ..errors import CnnvitError
 from ..evaluation import predict
 from ..measure import PeakMemory, synchronize
 from ..runtime import Runtime, images_per_second
+from .checkpoint import load_checkpoint, save_checkpoint
 from .recipe import resolve_recipe
 
 
@@ -74,6 +76,7 @@ def train_model(
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     tracker_prefix: str | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train `model` with the shared recipe and return its best epoch by validation accuracy.
 
@@ -81,6 +84,10 @@ def train_model(
     records it, so an interrupted run keeps its curve so far). When the accelerator has
     trackers (`Accelerator(log_with=...)`), each row is also logged to them at step = epoch,
     under `tracker_prefix/` (default: `name`), so two models share one tracker run.
+
+    With `checkpoint_dir`, every epoch is checkpointed there (checkpoint.py) and a checkpoint
+    found there at the start is resumed: the epochs it holds are replayed to `on_epoch` and
+    training continues with the next one.
     """
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     device = accelerator.device
@@ -104,6 +111,10 @@ def train_model(
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(total_steps * recipe.warmup_fraction), total_steps
     )
+    if checkpoint_dir is not None:
+        # save_state/load_state cover every object the accelerator has prepared: forget the
+        # ones from earlier calls (other models, tuning trials) so the checkpoint is this run's.
+        accelerator.free_memory()
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         model = torch.compile(model)
@@ -118,9 +129,23 @@ def train_model(
 
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
+    first_epoch = 1
+    resumed = load_checkpoint(accelerator, checkpoint_dir) if checkpoint_dir else None
+    if resumed is not None:
+        history = resumed["history"]
+        best_accuracy, best_epoch = resumed["best_accuracy"], resumed["best_epoch"]
+        best_state = resumed["best_state"]
+        generator.set_state(resumed["generator"])
+        augment_generator.set_state(resumed["augment_generator"])
+        first_epoch = len(history) + 1
+        log(f"[{name}] resuming after epoch {len(history)} from {checkpoint_dir}")
+        for row in history:
+            if on_epoch is not None:
+                on_epoch(row)
     # The bar draws only on a terminal (disable=None); logs get the per-epoch lines below.
     bar = tqdm(
         total=steps_per_epoch * config.epochs,
+        initial=steps_per_epoch * (first_epoch - 1),
         desc=name,
         unit="step",
         leave=False,
@@ -128,7 +153,7 @@ def train_model(
         disable=None if accelerator.is_main_process else True,
     )
     with PeakMemory(device) as memory:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(first_epoch, config.epochs + 1):
             model.train()
             # The same permutation on every process (one seed); each takes its own slice.
             order = shard(torch.randperm(count, generator=generator), world, rank).to(device)
@@ -187,6 +212,12 @@ def train_model(
                     k: v.detach().clone()
                     for k, v in _unwrap(accelerator, model).state_dict().items()
                 }
+            if checkpoint_dir is not None:
+                loop_state = {"history": history, "best_accuracy": best_accuracy,
+                              "best_epoch": best_epoch, "best_state": best_state,
+                              "generator": generator.get_state(),
+                              "augment_generator": augment_generator.get_state()}  # fmt: skip
+                save_checkpoint(accelerator, checkpoint_dir, loop_state)
             bar.set_postfix(val_acc=f"{val_accuracy:.3f}")
             log(
                 f"[{name}] epoch {epoch}/{config.epochs}  train loss {row['train_loss']:.3f} "
