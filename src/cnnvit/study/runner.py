@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,8 +56,8 @@ def resume_values(study_dir: str | Path) -> dict[str, Any]:
 
 
 def _default_dir(config: StudyConfig) -> Path:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", config.compare.data.dataset.rstrip("/"))
-    name = name.split("_")[-1][:40] if "/" in config.compare.data.dataset else name[:40]
+    last = config.compare.data.dataset.rstrip("/").split("/")[-1]  # hub id or folder: its name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", last)[:40]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = DEFAULT_STUDIES_ROOT / f"{stamp}-{name}{'-quick' if config.quick else ''}"
     path, attempt = base, 1
@@ -223,6 +224,54 @@ def _progress(total: float) -> Any:
     )  # fmt: skip
 
 
+class _Progress:
+    """The study's bar, moved between cells by the current cell's finished epochs.
+
+    A daemon thread reads the running cell's run.json (rewritten after every epoch) every two
+    seconds, so the bar and its estimate of the time left move during a cell, not only after.
+    """
+
+    def __init__(self, cells: list[Cell]) -> None:
+        self.bar = _progress(sum(c.images_trained for c in cells))
+        self.done = 0  # images of finished cells
+        self.cell: Cell | None = None
+        self.cell_dir: Path | None = None
+        self._stop = threading.Event()
+        if not self.bar.disable:
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def start(self, cell: Cell, cell_dir: Path) -> None:
+        self.cell, self.cell_dir = cell, cell_dir
+        self.bar.set_postfix_str(cell.id)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(2.0):
+            cell, cell_dir = self.cell, self.cell_dir
+            if cell is None or cell_dir is None or not (cell_dir / "run.json").is_file():
+                continue
+            try:
+                models = load_run(cell_dir).models.values()
+            except CnnvitError:  # between writes, or not yet readable: try again later
+                continue
+            epochs = sum(len(m.history) for m in models)
+            self.bar.n = self.done + min(epochs * cell.n_train, cell.images_trained)
+            self.bar.refresh()
+
+    def finish_cell(self, cell: Cell, line: str) -> None:
+        self.cell = None
+        self.done += cell.images_trained
+        self.bar.n = self.done
+        self.bar.refresh()
+        if self.bar.disable:
+            _say(line)
+        else:
+            self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.bar.close()
+
+
 def run_study(config: StudyConfig) -> Path:
     """Train every cell of the study that is not complete; returns the study directory."""
     from ..data import prepare_data
@@ -257,7 +306,7 @@ def run_study(config: StudyConfig) -> Path:
             f"{len(config.seeds)} seeds x {len(config.fractions)} fractions x "
             f"{len({c.pair.name for c in cells})} pair(s); logs in {logs_dir}"
         )
-        bar = _progress(sum(c.images_trained for c in todo))
+        bar = _Progress(todo)
         current: Cell | None = None
         try:
             for index, cell in enumerate(todo, 1):
@@ -265,7 +314,7 @@ def run_study(config: StudyConfig) -> Path:
                 entry = record.entry(cell)
                 record.cell_state(cell, status="running", attempts=entry["attempts"] + 1,
                                   error=None)  # fmt: skip
-                bar.set_postfix_str(cell.id)
+                bar.start(cell, cells_dir / cell.id)
                 started = time.perf_counter()
                 log_path = logs_dir / f"{cell.id}.log"
                 with log_path.open("a", encoding="utf-8") as log:
@@ -280,12 +329,9 @@ def run_study(config: StudyConfig) -> Path:
                 record.session["cells_trained"] += 1
                 record.cell_state(cell, status="complete", wall_seconds=seconds,
                                   n_train=run.dataset["splits"]["train"])  # fmt: skip
-                bar.update(cell.images_trained)
-                line = f"[{index}/{len(todo)}] {cell.id}: {_summary(run)}, {seconds:.0f} s"
-                if bar.disable:
-                    _say(line)
-                else:
-                    bar.write(line, file=sys.stderr)
+                bar.finish_cell(
+                    cell, f"[{index}/{len(todo)}] {cell.id}: {_summary(run)}, {seconds:.0f} s"
+                )
                 current = None
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
