@@ -41,7 +41,13 @@ from cnnvit.data import PreparedData, prepare_data
 from cnnvit.evaluation import predict
 from cnnvit.measure import environment, matmul_peak_flops, synchronize
 from cnnvit.models import PRESETS, build_model, count_flops, default_pair_for
-from cnnvit.runtime import make_accelerator, place_model, resolve_device, resolve_runtime
+from cnnvit.runtime import (
+    images_per_second,
+    make_accelerator,
+    place_model,
+    resolve_device,
+    resolve_runtime,
+)
 from cnnvit.training import train_model
 from cnnvit.training.recipe import fixed_recipe_config, resolve_recipe
 from cnnvit.training.tuning import tune_learning_rate
@@ -207,11 +213,11 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
         "prepare_seconds": prepare_seconds,
         "train_images": images,
         "train_seconds": result.train_seconds,
-        "train_images_per_second": images * config.epochs / result.train_seconds,
+        "train_images_per_second": result.train_images_per_second,  # runtime's one definition
         "eval_images": len(test_labels),
         "eval_batch_size": config.eval_batch_size,
         "eval_seconds": eval_seconds,
-        "eval_images_per_second": len(test_labels) / eval_seconds,
+        "eval_images_per_second": images_per_second(len(test_labels), eval_seconds),
         "test_accuracy": float((logits.argmax(1) == test_labels).float().mean()),
         "peak_memory_mb": result.peak_memory_mb,  # measured inside train_model
         "lr": tuning.chosen_lr,

@@ -38,6 +38,7 @@ from cnnvit.data import PreparedData, Split
 from cnnvit.data.preprocess import AugmentConfig
 from cnnvit.measure import PeakMemory, synchronize
 from cnnvit.models import BuiltModel
+from cnnvit.runtime import images_per_second
 from cnnvit.training.recipe import resolve_recipe
 
 # The plain recipe (issue 8); everything not named here is Trainer's default.
@@ -180,11 +181,11 @@ def train_and_evaluate(
         "attention": "sdpa" if built.family == "vit" else None,
         "train_images": train_images,
         "train_seconds": train_seconds,
-        "train_images_per_second": train_images * config.epochs / train_seconds,
+        "train_images_per_second": images_per_second(train_images * config.epochs, train_seconds),
         "eval_images": len(test_split.labels),
         "eval_batch_size": config.batch_size,
         "eval_seconds": eval_seconds,
-        "eval_images_per_second": len(test_split.labels) / eval_seconds,
+        "eval_images_per_second": images_per_second(len(test_split.labels), eval_seconds),
         "test_accuracy": float((predicted == test_split.labels).mean()),
         "peak_memory_mb": memory.peak_mb,
     }

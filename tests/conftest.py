@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Small and fast: nano presets at 16 px, a few hundred digits.
+# Small and fast: nano presets at 16 px, a few hundred digits. The recipe is fixed by numbers
+# (no learning-rate search), so these runs test the pipeline, not the tuner.
 TINY = {
     "cnn": "convnext-nano",
     "vit": "vit-nano",
@@ -18,10 +19,14 @@ TINY = {
     "epochs": 30,
     "batch_size": 32,
     "lr": 1e-3,
+    "warmup_fraction": 0.1,
+    "label_smoothing": 0.1,
     "max_train_samples": 600,
     "max_eval_samples": 150,
     "eval_batch_size": 128,
 }
+# Smaller still, for tests that run compare several times (interruptions, determinism).
+MINI = {**TINY, "epochs": 2, "max_train_samples": 200, "max_eval_samples": 60}
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -82,8 +87,18 @@ def idx_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real end-to-end `compare` on a digits subset, shared by the tests that read it."""
+    """One real end-to-end `compare` on a digits subset, shared read-only by the tests that read
+    it; a test that changes a run works on `copy_run(tiny_run, tmp_path)`."""
     from cnnvit import compare
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return compare(dataset="digits", output=str(out), seed=0, **TINY)
+
+
+def copy_run(run: Path, tmp_path: Path, name: str = "copy") -> Path:
+    """A private copy of a run directory, for tests that modify or damage it."""
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(run, target)
+    return target

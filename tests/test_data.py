@@ -16,22 +16,22 @@ FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion_mni
 
 
 def test_digits_split_is_stratified_and_seeded() -> None:
-    data = prepare_data(DataConfig(), seed=0)
+    data = prepare_data(DataConfig())
     sizes = data.summary()["splits"]
     assert sum(sizes.values()) == 1797  # every digit used once
     assert sizes["test"] == round(1797 * 0.2)
     counts = np.bincount(data.splits["test"].labels, minlength=10)
     assert counts.min() >= 33 and counts.max() <= 38  # stratified: ~36 per class
-    again = prepare_data(DataConfig(), seed=0)
+    again = prepare_data(DataConfig())
     assert np.array_equal(again.splits["test"].labels, data.splits["test"].labels)
-    other = prepare_data(DataConfig(), seed=1)
+    other = prepare_data(DataConfig(split_seed=1))
     images_a, _ = data.tensors("test", preset_processor(8))
     images_b, _ = other.tensors("test", preset_processor(8))
     assert not np.array_equal(images_a.numpy(), images_b.numpy())  # another seed, another split
 
 
 def test_tensors_are_uint8_rgb_at_processor_size_and_decoded_once() -> None:
-    data = prepare_data(DataConfig(max_train_samples=100), seed=0)
+    data = prepare_data(DataConfig(max_train_samples=100))
     processor = preset_processor(24)
     images, labels = data.tensors("train", processor)
     assert images.dtype.is_floating_point is False and images.shape == (100, 3, 24, 24)
@@ -43,7 +43,7 @@ def test_tensors_are_uint8_rgb_at_processor_size_and_decoded_once() -> None:
 
 
 def test_image_folder_keeps_class_names_and_converts_modes(image_folder: Path) -> None:
-    data = prepare_data(DataConfig(dataset=str(image_folder), test_fraction=0.25), seed=0)
+    data = prepare_data(DataConfig(dataset=str(image_folder), test_fraction=0.25))
     assert data.class_names == ["bars_bottom", "bars_middle", "bars_top"]
     images, labels = data.tensors("train", preset_processor(16))
     assert images.shape[1:] == (3, 16, 16)
@@ -51,7 +51,7 @@ def test_image_folder_keeps_class_names_and_converts_modes(image_folder: Path) -
 
 
 def test_idx_folder_uses_its_own_test_split(idx_folder: Path) -> None:
-    data = prepare_data(DataConfig(dataset=str(idx_folder)), seed=0)
+    data = prepare_data(DataConfig(dataset=str(idx_folder)))
     sizes = data.summary()["splits"]
     assert sizes["test"] == 30 and sizes["train"] + sizes["validation"] == 60
     images, labels = data.tensors("test", preset_processor(16))
@@ -88,7 +88,7 @@ def test_hub_dataset_path_finds_columns_and_string_labels(monkeypatch: pytest.Mo
     hub = _hub_like({"train": ["cat", "dog", "eel"] * 10, "test": ["dog", "cat", "eel"] * 3})
     monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
     monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: hub)
-    data = prepare_data(DataConfig(dataset="someone/pets", label_column="kind"), seed=0)
+    data = prepare_data(DataConfig(dataset="someone/pets", label_column="kind"))
     assert data.image_column == "picture" and data.class_names == ["cat", "dog", "eel"]
     assert data.summary()["splits"] == {"train": 27, "validation": 3, "test": 9}
     assert data.splits["test"].labels.tolist() == [1, 0, 2] * 3  # the hub's own test split
@@ -104,7 +104,7 @@ def test_a_lone_or_unlabelled_split_is_never_both_train_and_test(
     monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
     only_test = _hub_like({"test": ["a", "b"] * 15})
     monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: only_test)
-    data = prepare_data(DataConfig(dataset="someone/only-test", label_column="kind"), seed=0)
+    data = prepare_data(DataConfig(dataset="someone/only-test", label_column="kind"))
     # Every image is random noise, so its encoded bytes identify it.
     ids = {k: {x["bytes"] for x in v.dataset["picture"]} for k, v in data.splits.items()}
     assert ids["train"].isdisjoint(ids["test"]) and ids["train"].isdisjoint(ids["validation"])
@@ -119,7 +119,7 @@ def test_a_lone_or_unlabelled_split_is_never_both_train_and_test(
     )
     unlabelled["test"] = unlabelled["test"].map(lambda row: {"kind": -1})  # as hub test sets do
     monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: unlabelled)
-    data = prepare_data(DataConfig(dataset="someone/unlabelled-test"), seed=0)
+    data = prepare_data(DataConfig(dataset="someone/unlabelled-test"))
     assert set(data.splits["test"].labels.tolist()) == {0, 1}  # carved from train instead
     assert sum(data.summary()["splits"].values()) == 30
 
@@ -131,7 +131,7 @@ def test_idx_labels_need_not_start_at_zero(idx_folder: Path) -> None:
         for path in idx_folder.glob(f"{split}-labels*"):
             write_idx(path, np.arange(count) % 3 + 1)  # labels 1..3, as EMNIST letters
     (idx_folder / "classes.txt").write_text("one\r\ntwo\r\nthree\r\n")
-    data = prepare_data(DataConfig(dataset=str(idx_folder)), seed=0)
+    data = prepare_data(DataConfig(dataset=str(idx_folder)))
     assert data.class_names == ["one", "two", "three"]
     assert data.splits["test"].labels.tolist() == [i % 3 for i in range(30)]
 
@@ -141,7 +141,43 @@ def test_idx_labels_need_not_start_at_zero(idx_folder: Path) -> None:
 )
 def test_fashion_mnist_idx_files_load_with_class_names() -> None:
     data = prepare_data(
-        DataConfig(dataset=str(FASHION), max_train_samples=500, max_eval_samples=200), seed=0
+        DataConfig(dataset=str(FASHION), max_train_samples=500, max_eval_samples=200)
     )
     assert data.class_names[0] == "T-shirt/top" and data.num_classes == 10
     assert data.summary()["splits"] == {"train": 500, "validation": 200, "test": 200}
+
+
+def test_training_subsets_are_nested_stratified_and_leave_the_test_split_alone() -> None:
+    full = prepare_data(DataConfig())
+    counts_full = np.bincount(full.splits["train"].labels, minlength=10)
+    previous: set[int] = set()
+    for fraction in (0.1, 0.25, 0.5, 1.0):
+        data = prepare_data(DataConfig(train_fraction=fraction))
+        train = data.splits["train"]
+        ids = set(train.ids.tolist())
+        assert previous <= ids  # every smaller subset lies inside this one
+        previous = ids
+        assert len(ids) == round(len(full.splits["train"].labels) * fraction)
+        expected = counts_full * len(ids) / counts_full.sum()
+        counts = np.bincount(train.labels, minlength=10)
+        assert np.abs(counts - expected).max() <= 1.0  # stratified to within one image
+        # Validation and test never depend on the training subset.
+        for split in ("validation", "test"):
+            assert np.array_equal(data.splits[split].ids, full.splits[split].ids)
+    capped = prepare_data(DataConfig(max_train_samples=200))
+    quarter = prepare_data(DataConfig(max_train_samples=800, train_fraction=0.25))
+    assert set(capped.splits["train"].ids.tolist()) == set(quarter.splits["train"].ids.tolist())
+
+
+def test_split_seed_moves_the_split_and_example_ids_follow_the_images() -> None:
+    a = prepare_data(DataConfig(split_seed=0))
+    b = prepare_data(DataConfig(split_seed=5))
+    assert not np.array_equal(a.splits["test"].ids, b.splits["test"].ids)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images, labels = a.tensors("test", preset_processor(8))
+    ids = a.example_ids("test", preset_processor(8))
+    assert np.array_equal(labels.numpy(), digits.target[ids])
+    expected = np.rint(digits.images[ids] * (255.0 / 16.0)).astype(np.uint8)
+    assert np.array_equal(images[:, 0].numpy(), expected)  # the image with that id, unchanged

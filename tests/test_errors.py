@@ -136,7 +136,7 @@ def test_report_of_a_folder_that_is_not_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     code, err = run_cli(["report", str(tmp_path)], capsys)
-    assert_one_line_error(code, err, "metrics.json")
+    assert_one_line_error(code, err, "run.json")
 
 
 def test_evaluate_a_folder_that_is_not_a_model(

@@ -35,7 +35,24 @@ def test_flops_scale_with_image_size() -> None:
     small = count_flops(model, 16)
     bigger = count_flops(build_model("vit-nano", "vit", ["a", "b"], 32).model, 32)
     assert bigger > 3.5 * small  # 4x the tokens: linear layers 4x, attention 16x
-    assert count_flops(model, 16, train_step=True) == 3 * small
+
+
+def test_vit_forward_flops_match_the_hand_count() -> None:
+    """2 FLOPs per multiply-add over every matrix product of vit-nano at 16 px, by hand."""
+    model = build_model("vit-nano", "vit", ["a", "b"], 16, attention="eager").model
+    c = model.config
+    tokens = (16 // c.patch_size) ** 2 + 1  # patches + the class token
+    d, mlp = c.hidden_size, c.intermediate_size
+    patch_embedding = 2 * (tokens - 1) * (3 * c.patch_size**2) * d
+    per_layer = (
+        2 * tokens * d * 3 * d  # query, key, value projections
+        + 2 * tokens * tokens * d * 2  # scores and the weighted sum of values, all heads
+        + 2 * tokens * d * d  # output projection
+        + 2 * tokens * d * mlp * 2  # the two MLP layers
+    )
+    head = 2 * d * 2  # the classifier on the class token
+    expected = patch_embedding + c.num_hidden_layers * per_layer + head
+    assert count_flops(model, 16) == expected
 
 
 def test_training_flops_rule_matches_the_counter_where_it_is_exact() -> None:

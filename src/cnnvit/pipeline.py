@@ -31,6 +31,7 @@ from .errors import CnnvitError
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
+from .models.card import write_model_card
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
@@ -111,6 +112,8 @@ def compare(
         _run(config, data, built, writer, runtime)
         comparison = _comparison(run_dir) if main else None
         writer.finish(comparison, {"total_seconds": time.perf_counter() - started})
+        if main:
+            _drop_empty(run_dir / ".checkpoints")
     except BaseException as err:
         if lock is not None:
             _salvage(run_dir, writer, err)
@@ -153,6 +156,8 @@ def _resume(run_dir: Path) -> Path:
         comparison = _comparison(run_dir) if main else None
         total = float(run.timings.get("total_seconds") or 0.0)
         writer.finish(comparison, {"total_seconds": total + time.perf_counter() - started})
+        if main:
+            _drop_empty(run_dir / ".checkpoints")
     except BaseException as err:
         if lock is not None:
             _salvage(run_dir, writer, err, remove=False)
@@ -165,6 +170,12 @@ def _resume(run_dir: Path) -> Path:
         if lock is not None:
             lock.release()
     return run_dir
+
+
+def _drop_empty(folder: Path) -> None:
+    """Remove `folder` if it holds nothing (every model's checkpoints are gone once saved)."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _salvage(
@@ -306,6 +317,17 @@ def _train_and_evaluate(
     def save(folder: Path) -> None:
         plain.save_pretrained(folder)
         built.processor.save_pretrained(folder)
+        card = {
+            **writer.model(family),
+            **results,
+            "dataset": data.summary(),
+            "environment": {"device": str(runtime.device)},
+            "report": "../report.html",
+        }
+        card["training"] = {**results["training"], "grad_clip_norm": train_config.grad_clip_norm,
+                            "augment": train_config.augment, "hflip": train_config.hflip,
+                            "seed": train_config.seed}  # fmt: skip
+        write_model_card(folder, card)
 
     writer.model_finished(
         family, results, save, logits.numpy(), test_labels.numpy(), np.asarray(test_ids)
