@@ -28,7 +28,6 @@ def test_notebook_is_committed_without_outputs() -> None:
 
 def test_workshop_notebook_runs_end_to_end(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CNNVIT_WORKSHOP_DIR", str(tmp_path))  # the kernel inherits it
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         notebook, timeout=BUDGET_SECONDS, kernel_name="python3",
