@@ -159,3 +159,48 @@ def describe_pairs(image_size: int = 32, runtime: Any = None) -> list[dict[str, 
             ),
         })  # fmt: skip
     return rows
+
+
+def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
+    """The text of `cnnvit models`: every preset, then every pair by params and by FLOPs."""
+    runtime = None
+    if measure_speed:
+        from ..runtime import resolve_runtime
+
+        runtime = resolve_runtime()
+    rows = describe_pairs(image_size, runtime)
+    by_name = {row["name"]: row for row in rows}
+    lines = [f"{'preset':<16}{'family':<8}{'params':>10}{'MFLOPs/img':>12}{'train img/s':>13}"
+             f"  description (at {image_size} px)"]  # fmt: skip
+    for row in rows:
+        speed = row["train_images_per_second"]
+        lines.append(
+            f"{row['name']:<16}{row['family']:<8}{row['params'] / 1e6:>9.2f}M"
+            f"{row['flops_per_image'] / 1e6:>12.0f}{'' if speed is None else f'{speed:.0f}':>13}"
+            f"  {row['description']}"
+        )
+    if runtime is not None:
+        lines.append(
+            f"train img/s: median of 3 AdamW steps at batch 64 here ({runtime.device}, "
+            f"{runtime.precision}); whole-run figures are in BENCHMARKS.md"
+        )
+    lines.append(
+        "\npairs (ratios are ViT / CNN; --match params is the default, --cnn auto picks the "
+        f"{DEFAULT_CNN_ARCHITECTURE} partner):"
+    )
+    architectures = list(dict.fromkeys(r["architecture"] for r in rows if r["family"] == "cnn"))
+    for vit in (r for r in rows if r["family"] == "vit"):
+        for match in MATCHES:
+            cells = []
+            for architecture in architectures:
+                cnn = by_name[partner(vit["name"], "cnn", match, image_size, architecture)]
+                cells.append(
+                    f"{cnn['name']} (params x{vit['params'] / cnn['params']:.2f}, "
+                    f"FLOPs x{vit['flops_per_image'] / cnn['flops_per_image']:.1f})"
+                )
+            lines.append(f"  {vit['name']:<9} by {match:<6}: " + "; ".join(cells))
+    lines.append(
+        "\nAny other name is a Hugging Face hub model id or a local folder saved with "
+        "save_pretrained."
+    )
+    return "\n".join(lines)
