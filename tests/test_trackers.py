@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hands_on import hands_on_run
 
 from cnnvit.config import build_config
@@ -52,3 +53,35 @@ def test_cli_flag_parses() -> None:
     assert config_from_args(args).train.report_to == "tensorboard"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["compare", "--report-to", "mlflow"])
+
+
+def test_only_prefixed_training_reaches_the_tracker(tmp_path) -> None:
+    """The run's two models log under cnn/ and vit/; a train_model call without a prefix (a
+    learning-rate tuning trial) logs nothing, so trials never mix with the run's curves."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cnnvit.config import TrainConfig
+    from cnnvit.models import build_model
+    from cnnvit.runtime import make_accelerator, place_model, resolve_runtime
+    from cnnvit.training import train_model
+    from cnnvit.training.trackers import start_trackers, tracker_options
+
+    runtime = resolve_runtime("cpu", "fp32", "eager")
+    accelerator = make_accelerator(runtime, **tracker_options("tensorboard", tmp_path))
+    start_trackers(accelerator, build_config({}), tmp_path)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(16) % 2
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, weight_decay=0.0, warmup_fraction=0.0,
+                         label_smoothing=0.0, augment_strength=0.0)  # fmt: skip
+    for prefix in (None, "cnn"):
+        built = build_model("convnext-nano", "cnn", ["a", "b"], 16, "eager", seed=0)
+        model, preprocess = place_model(built, runtime)
+        data = (images, labels)
+        train_model(model, preprocess, data, data, config, accelerator, runtime, name="trial",
+                    log=lambda line: None, tracker_prefix=prefix)  # fmt: skip
+    accelerator.end_training()
+    events = EventAccumulator(str(tmp_path / "tracking" / "cnnvit"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert tags == {f"cnn/{key}" for key in LOGGED}

@@ -80,9 +80,10 @@ def train_model(
     """Train `model` with the shared recipe and return its best epoch by validation accuracy.
 
     `on_epoch` receives each epoch's history row as soon as the epoch ends (the run writer
-    records it, so an interrupted run keeps its curve so far). When the accelerator has
-    trackers (`Accelerator(log_with=...)`), each row is also logged to them at step = epoch,
-    under `tracker_prefix/` (default: `name`), so two models share one tracker run.
+    records it, so an interrupted run keeps its curve so far). With a `tracker_prefix` and an
+    accelerator that has trackers (`Accelerator(log_with=...)`), each row is also logged to them
+    at step = epoch under `tracker_prefix/`, so two models share one tracker run; calls without
+    a prefix (learning-rate tuning trials) stay out of the tracker.
 
     With `checkpoint_dir`, every epoch is checkpointed there (checkpoint.py) and a checkpoint
     found there at the start is resumed: the epochs it holds are replayed to `on_epoch` and
@@ -199,12 +200,9 @@ def train_model(
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
-            if accelerator.trackers:
-                prefix = tracker_prefix or name
-                accelerator.log(
-                    {f"{prefix}/{key}": value for key, value in row.items() if key != "epoch"},
-                    step=epoch,
-                )
+            if accelerator.trackers and tracker_prefix:
+                logged = {f"{tracker_prefix}/{k}": v for k, v in row.items() if k != "epoch"}
+                accelerator.log(logged, step=epoch)
             if val_accuracy > best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
                 best_state = {
