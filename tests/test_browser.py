@@ -146,3 +146,25 @@ def test_picking_a_test_image_classifies_it(served, page) -> None:
     for family in ("cnn", "vit"):
         shown = read_table(page, family)
         assert [label for label, _ in shown] == [item["label"] for item in expected[family]["top"]]
+
+
+def test_two_visitors_at_once_each_get_their_own_answer(served, page, tmp_path) -> None:
+    """Two tabs upload different digits at the same moment; the queue serves both, and each tab
+    shows the predictions for its own image."""
+    run_dir, url = served
+    other = page.context.browser.new_page(viewport={"width": 1280, "height": 900})  # a 2nd visitor
+    other.set_default_timeout(TIMEOUT_MS)
+    other.goto(url)
+    other.wait_for_selector("#upload")
+    images = {0: digit_png(tmp_path / "zero.png", index=0), 1: digit_png(tmp_path / "one.png", 1)}
+    tabs = {0: page, 1: other}
+    for number, tab in tabs.items():  # both requests are in flight before either is read
+        upload(tab, images[number])
+    for number, tab in tabs.items():
+        wait_for_message(tab, f"Classified the upload {images[number].name}")
+        expected = predict_both(run_dir, images[number])
+        for family in ("cnn", "vit"):
+            shown = read_table(tab, family)
+            assert [label for label, _ in shown] == [i["label"] for i in expected[family]["top"]]
+            assert shown[0][1] == pytest.approx(expected[family]["top"][0]["probability"], abs=6e-5)
+    other.close()
