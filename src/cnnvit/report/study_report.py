@@ -96,16 +96,55 @@ def _pngs(study: Study, verdicts: list[Verdict]) -> dict[str, bytes]:
     return pngs
 
 
-def _verdict_table(verdicts: list[Verdict], several: bool) -> Block:
-    header = (["pair"] if several else []) + [*VERDICT_COLUMNS, "measured"]
+def _method_short(verdict: Verdict) -> str:
+    """The method in a few words for the table (the full sentence is under each claim)."""
+    ev = verdict.evidence
+    if ev is None:
+        return ""
+    if ev.exact:
+        return "exact count"
+    text = ev.method
+    if "McNemar" in text:
+        return "exact McNemar, Newcombe interval"
+    if "same difference" in text:
+        return f"sign test over {ev.n} (no spread)"
+    if "slope" in text:
+        return "slope t-test, one seed" if text.startswith("one seed") else (
+            f"per-seed slopes, t over {ev.n} seeds")  # fmt: skip
+    if "ratio" in text:
+        return f"t on log ratios, {ev.n} runs"
+    if "Student-t" in text:
+        return f"t over {ev.n} {'seeds' if 'seed' in text else 'replicates'}"
+    return text
+
+
+def _scope_parts(verdict: Verdict) -> tuple[str, str]:
+    """(the claim's own scope, the part every verdict of its group shares)."""
+    own = verdict.claim.scope if verdict.claim is not None else ""
+    if own and verdict.scope.startswith(own + "; "):
+        return own, verdict.scope[len(own) + 2 :]
+    return verdict.scope, ""
+
+
+def _verdict_table(verdicts: list[Verdict], several: bool) -> list[Block]:
+    # The engine's columns, with the method beside the interval it produced and the scope last.
+    first = list(VERDICT_COLUMNS[: VERDICT_COLUMNS.index("95% interval") + 1])
+    rest = [c for c in VERDICT_COLUMNS if c not in first]
+    header = (["pair"] if several else []) + [*first, "method", *rest, "scope"]
     rows = []
     for verdict in verdicts:
         row = verdict_row(verdict)
+        own, _ = _scope_parts(verdict)
         detail = verdict.evidence.detail if verdict.evidence is not None else ""
-        rows.append(([_group(verdict)] if several else [])
-                    + [row[c] for c in VERDICT_COLUMNS] + [detail])  # fmt: skip
-    align = ("l" if several else "") + "lllrrrrl"
-    return ("table", header, rows, align)
+        rows.append([*([_group(verdict)] if several else []), *(row[c] for c in first),
+                     _method_short(verdict), *(row[c] for c in rest),
+                     own + (f" ({detail})" if detail else "")])  # fmt: skip
+    align = ("l" if several else "") + "lll" + "r" * (len(first) - 3) + "l" + "r" * len(rest) + "l"
+    shared = sorted({_scope_parts(v)[1] for v in verdicts if _scope_parts(v)[1]})
+    blocks: list[Block] = []
+    if shared:
+        blocks.append(("p", "Every verdict below holds for: " + "; ".join(shared) + "."))
+    return [*blocks, ("table", header, rows, align)]
 
 
 def _claim_sections(verdicts: list[Verdict], pngs: dict[str, bytes], several: bool) -> list[Block]:
@@ -275,7 +314,7 @@ def study_content(study: Study, pngs: dict[str, bytes], verdicts: list[Verdict])
                        "(did the dataset change between cells?); paired comparisons across "
                        "cells are unreliable."))  # fmt: skip
     if verdicts:
-        blocks += [("h2", "Verdicts"), _verdict_table(verdicts, several), ("p", LEGEND)]
+        blocks += [("h2", "Verdicts"), *_verdict_table(verdicts, several), ("p", LEGEND)]
         blocks += [("h2", "Evidence per claim"), *_claim_sections(verdicts, pngs, several)]
     else:
         blocks.append(("p", "No cell has finished yet, so there is nothing to judge."))
