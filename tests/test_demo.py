@@ -188,3 +188,11 @@ def test_demo_command_refuses_what_it_cannot_serve(tmp_path, capsys) -> None:
     (tmp_path / "not-a-run").mkdir()
     assert main(["demo", str(tmp_path / "not-a-run")]) == 1
     assert "no run.json" in capsys.readouterr().err
+
+
+def test_report_command_prints_the_path_once(tmp_path_factory, capsys) -> None:
+    from cnnvit.cli import main
+
+    run_dir = hands_on_run(tmp_path_factory).path
+    assert main(["report", str(run_dir)]) == 0
+    assert capsys.readouterr().out == f"report: {run_dir / 'report.html'}\n"
