@@ -95,6 +95,20 @@ def _add_study_flags(parser: argparse.ArgumentParser) -> None:
                            choices=choices, metavar=metavar, help=help_text)  # fmt: skip
 
 
+def _study_defaults() -> str:
+    """How a study's recipe differs from compare's defaults, for `cnnvit study --help`."""
+    from .study.grid import QUICK_COMPARE, QUICK_STUDY, STUDY_DEFAULTS
+
+    def flags(values: dict[str, Any]) -> str:
+        return " ".join(
+            f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in values.items()
+        )
+
+    return (f"A study's defaults differ from compare's: {flags(STUDY_DEFAULTS)}; --quick adds "
+            f"{flags({**QUICK_STUDY, **QUICK_COMPARE})}. Flags given win.")  # fmt: skip
+
+
 def _version() -> str:
     """cnnvit's version and those of the two libraries its results depend on most."""
     from importlib.metadata import PackageNotFoundError, version
@@ -187,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pairs) on one fixed test split, and report whether each usual CNN-vs-ViT claim is "
         "supported, contradicted or inconclusive, with its interval. Run it again (same "
         "--output-dir, or --resume) to train only the cells that are not complete.",
+        epilog=_study_defaults(),
     )  # fmt: skip
     study.add_argument("--config", metavar="FILE", help="YAML or JSON file with the study's "
                        "keys and compare's keys (flags win)")  # fmt: skip
