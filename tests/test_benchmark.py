@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cnnvit.data.preprocess import AugmentConfig
@@ -66,24 +67,31 @@ def test_output_paths_never_overwrite(tmp_path: Path) -> None:
 def test_benchmark_end_to_end_tiny(tmp_path: Path) -> None:
     out = tmp_path / "results"
     # One thread: the test stays fast and steady on a small, shared machine.
-    flags = "--dataset digits --pairs nano --epochs 1 --repeats 1 --max-train-samples 200"
-    flags += " --max-eval-samples 100 --image-size 16 --threads 1"
+    # One model, all three sides: plain recipe, same-recipe peer, cnnvit.
+    flags = "--dataset digits --presets resnet-nano --epochs 1 --repeats 1 --max-train-samples 200"
+    flags += " --max-eval-samples 100 --image-size 16 --threads 1 --sides plain,peer,cnnvit"
+    flags += " --lr 5e-4"  # the peer has no tuner: it needs a number
     cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), *flags.split()]
     cmd += ["--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
-    models = ["convnext-nano", "vit-nano"]
+    models = ["resnet-nano"]
     assert sorted(report["summary"]) == models
     for model in models:
         summary = report["summary"][model]
-        for side in ("peer", "cnnvit"):
+        for side in ("plain", "peer", "cnnvit"):
             figures = summary[side]
             assert figures["train_images_per_second"] > 0
             assert figures["eval_images_per_second"] > 0
             assert 0 <= figures["test_accuracy"] <= 1
             assert 0 < figures["mfu"] <= 1.0  # above the measured peak is impossible
-        assert len(report["runs"][model]) == 2  # one repeat, two sides
+        assert len(report["runs"][model]) == 3  # one repeat, three sides
+        assert summary["cnnvit"]["lr"] == 5e-4 and summary["plain"]["lr"] == 1e-3
+        plain_points = 100 * (
+            summary["cnnvit"]["test_accuracy"] - summary["plain"]["test_accuracy"]
+        )
+        assert summary["accuracy_vs_plain_points"] == pytest.approx(plain_points)
     table = (out / "benchmark.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "nano" in line]
     assert [row.split("|")[1].strip() for row in rows] == models
