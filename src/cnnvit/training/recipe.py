@@ -43,7 +43,7 @@ AUTO = "auto"
 class Recipe:
     """The resolved regularisation of one training run (numbers, no "auto")."""
 
-    strength: float  # s in [0, 1], from the budget (1.0 where every value was fixed)
+    strength: float  # s in [0, 1], from the budget (numbers given for the fields override it)
     warmup_fraction: float  # of all optimizer steps
     label_smoothing: float
     weight_decay: float
