@@ -125,8 +125,6 @@ def compare(
     finally:
         if lock is not None:
             lock.release()
-    # Every process returns once the run is whole on disk (a script may read it next).
-    state.wait_for_everyone()
     return run_dir
 
 
