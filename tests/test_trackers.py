@@ -85,3 +85,17 @@ def test_only_prefixed_training_reaches_the_tracker(tmp_path) -> None:
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert tags == {f"cnn/{key}" for key in LOGGED}
+
+
+@pytest.mark.parametrize("tracker", ["wandb", "trackio"])
+def test_a_tracker_that_is_not_installed_is_one_line(tracker, tmp_path) -> None:
+    from importlib.util import find_spec
+
+    from cnnvit.training.trackers import tracker_options
+
+    if find_spec(tracker) is not None:
+        assert tracker_options(tracker, tmp_path)["log_with"] == tracker
+        return
+    with pytest.raises(CnnvitError, match=f"--report-to {tracker} needs the {tracker} package"):
+        tracker_options(tracker, tmp_path)
+    assert tracker_options("none", tmp_path) == {}
