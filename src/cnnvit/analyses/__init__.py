@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,8 @@ def run_probes(
     chosen = probe_names(names)
     log = log or (lambda line: None)
     if isinstance(run, ProbeContext):
-        context = run
-        if output_dir is not None:
-            context.output_dir = Path(output_dir)
+        # A copy, so the caller's context keeps its folder (the logits cache stays shared).
+        context = run if output_dir is None else replace(run, output_dir=Path(output_dir))
     else:
         context = context_from_run(
             run,

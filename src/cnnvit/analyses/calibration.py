@@ -46,7 +46,7 @@ def brier_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
     """The temperature T > 0 minimising the NLL of logits / T (L-BFGS on log T)."""
-    logits = logits.detach().float()
+    logits = logits.detach().float().clone()  # a plain tensor even from inference mode
     log_t = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 

@@ -87,7 +87,7 @@ class ProbeContext:
         return None if self.output_dir is None else self.output_dir / name
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: calibration fits a temperature on these logits
 def batched_logits(
     probed: ProbedModel, pixels: torch.Tensor, runtime: Runtime, batch_size: int = 256
 ) -> torch.Tensor:
