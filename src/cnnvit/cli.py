@@ -194,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run directory made by `cnnvit compare`, or a study directory by `cnnvit study`",
     )  # fmt: skip
 
+    analyze = commands.add_parser(
+        "analyze", help="run probes (robustness, calibration, locality, ...) on a finished run",
+        description="Run the probes on a finished run: each saves RUN/analyses/<probe>.json and "
+        "its figures, a probe that fails leaves the others intact, and the report is rebuilt "
+        "with their verdicts.",
+    )  # fmt: skip
+    analyze.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by compare")
+    analyze.add_argument("--probes", default="all", metavar="LIST",
+                         help="all (default) or a comma list of calibration, robustness, "
+                         "locality, explanations, longrange")  # fmt: skip
+    analyze.add_argument("--seed", type=int, default=0, help="seed of the probes' random draws")
+
     study = commands.add_parser(
         "study", help="repeat compare over seeds x training sizes (x pairs): verdicts with "
         "intervals", formatter_class=_HelpFormatter,
@@ -344,6 +356,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .analyses import probe_names, run_probes
+    from .config import parse_probes
+    from .report import build_report
+    from .runs import load_run
+
+    names = parse_probes(args.probes)
+    if names is None:
+        raise CnnvitError("--probes none runs nothing: name probes or give all")
+    probe_names(names)
+    run = load_run(args.run_dir)
+    if set(run.complete_models) != {"cnn", "vit"}:
+        raise CnnvitError(f"{run.path} does not hold both finished models: probes need both")
+    outcomes = run_probes(run, names, seed=args.seed,
+                          log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    failed = [o for o in outcomes.values() if o.status != "ok"]
+    print(f"report: {build_report(run.path)}")
+    for outcome in failed:
+        print(f"cnnvit: warning: probe {outcome.name} failed: {outcome.error}", file=sys.stderr)
+    return 1 if failed and len(failed) == len(outcomes) else 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from .evidence import verdict_table_markdown
     from .report.study_facts import load_study
@@ -398,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"compare": _cmd_compare, "models": _cmd_models, "report": _cmd_report,
-                "evaluate": _cmd_evaluate, "demo": _cmd_demo, "study": _cmd_study}  # fmt: skip
+                "evaluate": _cmd_evaluate, "demo": _cmd_demo, "study": _cmd_study,
+                "analyze": _cmd_analyze}  # fmt: skip
     try:
         return handlers[args.command](args)
     except CnnvitError as err:

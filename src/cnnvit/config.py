@@ -175,6 +175,11 @@ class CompareConfig:
         None, "run directory to create (default: runs/<time>-<cnn>-vs-<vit>)",
         flag="output_dir", aliases=("output_dir",),
     )  # fmt: skip
+    probes: str | None = _opt(
+        None,
+        "probes to run on the finished run: all, or a comma list of calibration, robustness, "
+        "locality, explanations, longrange (also later: `cnnvit analyze RUN`)",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict, as written to config.json."""
@@ -182,6 +187,7 @@ class CompareConfig:
 
 
 STUDY_BUDGETS = ("steps", "epochs")
+STUDY_EXECUTORS = ("local", "ray")  # where the cells train (cnnvit.study.executors)
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,12 @@ class StudyConfig:
     )
     max_epochs: int = _opt(100, "most epochs a cell may run under --budget steps")
     quick: bool = _opt(False, "a fast, smaller study: nano pair at 16 px, fewer epochs")
+    executor: str = _opt(
+        "local",
+        "local: the cells one after another here; ray: each cell as a Ray task, here or on the "
+        "cluster RAY_ADDRESS names (pip install 'cnnvit[ray]'; workers share this filesystem)",
+        choices=STUDY_EXECUTORS,
+    )
     output: str | None = _opt(
         None, "study directory to create, or to continue if it holds this study "
         "(default: studies/<time>-<dataset>)", flag="output_dir", aliases=("output_dir",),
@@ -386,3 +398,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise CnnvitError(f"config file {path} must hold a mapping of keys to values")
     data = {k: v for k, v in data.items() if k != "resolved"}  # config.json's extra section
     return data
+
+
+def parse_probes(text: str | None) -> list[str] | None:
+    """`--probes` as a list: None for none, [] for all, else the names given."""
+    if not text or text.strip().lower() == "none":
+        return None
+    if text.strip().lower() == "all":
+        return []
+    return [name.strip() for name in text.split(",") if name.strip()]

@@ -24,7 +24,8 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
-from .config import CompareConfig, DataConfig, build_config
+from .analyses import probe_names, run_probes
+from .config import CompareConfig, DataConfig, build_config, parse_probes
 from .data import PreparedData, prepare_data
 from .data.preprocess import BatchPreprocessor
 from .errors import CnnvitError
@@ -67,6 +68,9 @@ def compare(
         base = config.to_dict() if config is not None else {}
         config = build_config({**base, **settings})
     runtime = resolve_runtime(config.train.device, config.train.precision, config.train.attention)
+    probes = parse_probes(config.probes)
+    if probes is not None:
+        probe_names(probes)  # an unknown probe is refused before anything trains
     # Under torchrun or accelerate launch this joins the process group (on a CPU, accelerate
     # picks gloo only when told cpu=True); only the main process creates and writes the run.
     state = PartialState(cpu=runtime.device.type == "cpu")
@@ -121,6 +125,8 @@ def compare(
         raise
     try:
         if main:
+            if probes is not None:  # a failing probe is recorded; it never fails the run
+                run_probes(load_run(run_dir), probes, seed=config.train.seed, log=_say)
             build_report(run_dir)  # reads the finished run directory only
     finally:
         if lock is not None:

@@ -116,6 +116,8 @@ def cell_from_run(
     "<cnn name>+<vit name>".
     """
     models = run.models
+    if probe_metrics is None:  # the run's own saved probes, if it has any
+        probe_metrics = getattr(run, "probe_claims", None)
     metrics = {f: model_metrics(models[f].results) if f in models else {} for f in FAMILIES}
     for metric, by_family in (probe_metrics or {}).items():
         for family in FAMILIES:

@@ -20,6 +20,7 @@ from ..evidence import VERDICT_COLUMNS, verdict_row, verdict_sentence
 from ..runs import load_run
 from .facts import ROLE, SIDES, RunFacts, facts_from_run, lookup, num, ratio, show, times
 from .figures import accuracy_vs_cost, confusions, learning_curves, per_class_f1
+from .probes import probe_blocks
 from .reflection import accuracy_sentences, caveats, cost_text, overfit_text, speed_text
 from .render import Block, write_report
 
@@ -65,7 +66,10 @@ def build_report(run_dir: str | Path) -> Path:
         pngs["confusion_matrices"] = confusions(f.models, f.class_names)
         pngs["per_class_f1"] = per_class_f1(f.models, f.class_names)
         pngs["accuracy_vs_cost"] = accuracy_vs_cost(f.models)
-    return write_report(run.path, _content(f, pngs), pngs)
+    blocks = _content(f, pngs)
+    extra, probe_pngs = probe_blocks(f, run.path)
+    at = next(i for i, b in enumerate(blocks) if b[:2] == ("h2", "Environment"))
+    return write_report(run.path, [*blocks[:at], *extra, *blocks[at:]], {**pngs, **probe_pngs})
 
 
 ENV_KEYS = ("device", "threads", "torch", "transformers", "cnnvit", "git_commit", "python",

@@ -40,6 +40,7 @@ class RunFacts:
     e95: dict[str, tuple[int | None, float | None, float | None]]
     n_train: float | None
     verdicts: list[Verdict] = field(default_factory=list)  # the evidence engine's, one run
+    analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # probe name -> JSON
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,6 +87,7 @@ def facts_from_run(run: Run) -> RunFacts:
         e95={k: epochs_to_95(models[k]) if k in models else (None, None, None) for k in SIDES},
         n_train=num(lookup(ds, "splits.train")),
         verdicts=judge_claims([cell_from_run(run)]) if both else [],
+        analyses=run.analyses,
         extra={"resolved": run.resolved},
     )
 

@@ -142,6 +142,30 @@ class Run:
     manifest: dict[str, Any] = field(repr=False)
     raw: dict[str, Any] = field(repr=False)
 
+    @cached_property
+    def analyses(self) -> dict[str, dict[str, Any]]:
+        """Probe results saved in RUN/analyses (name -> its JSON), the successful ones."""
+        folder = self.path / "analyses"
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if path.name.endswith(".failed.json"):
+                continue
+            try:
+                result = read_json(path)
+            except CnnvitError:
+                continue  # a damaged probe file is a missing probe, not an unreadable run
+            if isinstance(result, dict) and result.get("status") == "ok":
+                found[path.stem] = result
+        return found
+
+    @property
+    def probe_claims(self) -> dict[str, dict[str, float]]:
+        """{claim metric: {"cnn": value, "vit": value}} from every saved probe."""
+        claims: dict[str, dict[str, float]] = {}
+        for result in self.analyses.values():
+            claims.update(result.get("claims") or {})
+        return claims
+
     @property
     def complete_models(self) -> dict[str, ModelRecord]:
         return {f: m for f, m in self.models.items() if m.complete}
