@@ -14,7 +14,7 @@ end the study report is built from the directory alone (`cnnvit report STUDY_DIR
 
 from __future__ import annotations
 
-import contextlib
+import os
 import re
 import sys
 import threading
@@ -23,13 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import pipeline
 from ..config import StudyConfig, build_config
 from ..errors import CnnvitError
 from ..evidence.stats import mcnemar_exact_p
 from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
 from ..runs import load_run, read_json, write_json
 from ..runs.lock import RunLock
+from .executors import CellJob, make_executor, run_cell
 from .grid import Cell, build_study_config, expand_grid, grid_differences, study_values
 
 DEFAULT_STUDIES_ROOT = Path("studies")
@@ -277,6 +277,7 @@ def run_study(config: StudyConfig) -> Path:
     from ..data import prepare_data
     from ..report import build_report
 
+    executor = make_executor(config.executor)  # an unknown name creates nothing
     config, study_dir, saved = _open(config)
     with RunLock(study_dir) as lock:
         if (stale := lock.stale_message()) is not None:
@@ -307,36 +308,47 @@ def run_study(config: StudyConfig) -> Path:
             f"{len({c.pair.name for c in cells})} pair(s); logs in {logs_dir}"
         )
         bar = _Progress(todo)
-        current: Cell | None = None
+        # The executor (executors.py) trains the cells, here or as Ray tasks, and reports each
+        # one; in_flight holds the cells handed out and not yet finished.
+        by_id = {cell.id: cell for cell in todo}
+        in_flight: dict[str, Cell] = {}
+        jobs = [
+            CellJob(cell.id, config.compare.to_dict(), cell.settings(),
+                    str((cells_dir / cell.id).resolve()),
+                    str((logs_dir / f"{cell.id}.log").resolve()), os.getcwd())
+            for cell in todo
+        ]  # fmt: skip
+
+        def started(cell_id: str) -> None:
+            cell = in_flight[cell_id] = by_id[cell_id]
+            record.cell_state(cell, status="running", attempts=record.entry(cell)["attempts"] + 1,
+                              error=None)  # fmt: skip
+            bar.start(cell, cells_dir / cell.id)
+
+        def finished(
+            cell_id: str, run_dir: str | None, seconds: float, error: BaseException | None
+        ) -> None:
+            cell = in_flight.pop(cell_id)
+            if error is not None:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                record.cell_state(cell, status="failed", error=reason)
+                _say(f"cnnvit: cell {cell.id} failed: {reason} (log: {logs_dir}/{cell.id}.log)")
+                return
+            run = load_run(run_dir)
+            record.session["cells_trained"] += 1
+            record.cell_state(cell, status="complete", wall_seconds=seconds,
+                              n_train=run.dataset["splits"]["train"])  # fmt: skip
+            index = record.session["cells_trained"]
+            bar.finish_cell(
+                cell, f"[{index}/{len(todo)}] {cell.id}: {_summary(run)}, {seconds:.0f} s"
+            )
+
         try:
-            for index, cell in enumerate(todo, 1):
-                current = cell
-                entry = record.entry(cell)
-                record.cell_state(cell, status="running", attempts=entry["attempts"] + 1,
-                                  error=None)  # fmt: skip
-                bar.start(cell, cells_dir / cell.id)
-                started = time.perf_counter()
-                log_path = logs_dir / f"{cell.id}.log"
-                with log_path.open("a", encoding="utf-8") as log:
-                    log.write(f"=== {_now()} cell {cell.id}: {cell.settings()}\n")
-                    log.flush()
-                    with contextlib.redirect_stderr(log):
-                        run_dir = pipeline.compare(
-                            config.compare, output=str(cells_dir / cell.id), **cell.settings()
-                        )
-                seconds = time.perf_counter() - started
-                run = load_run(run_dir)
-                record.session["cells_trained"] += 1
-                record.cell_state(cell, status="complete", wall_seconds=seconds,
-                                  n_train=run.dataset["splits"]["train"])  # fmt: skip
-                bar.finish_cell(
-                    cell, f"[{index}/{len(todo)}] {cell.id}: {_summary(run)}, {seconds:.0f} s"
-                )
-                current = None
+            executor.run(jobs, run_cell, started, finished)
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if current is not None:
+            for current in in_flight.values():  # a failed cell was recorded by finished()
                 record.cell_state(current, status=status, error=reason)
             record.finish(status, reason if status == "failed" else "interrupted by the user")
             bar.close()
