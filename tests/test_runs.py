@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import MINI, TINY, copy_run
 
-from cnnvit import pipeline
+from cnnvit import pipeline, rescoring
 from cnnvit.cli import main
 from cnnvit.errors import CnnvitError
 from cnnvit.runs import SCHEMA_VERSION, load_run, write_atomic
@@ -253,10 +253,10 @@ def test_evaluate_remaps_labels_by_name(tiny_run: Path, tmp_path: Path) -> None:
 
     data = DataConfig(max_train_samples=TINY["max_train_samples"],
                       max_eval_samples=TINY["max_eval_samples"])  # fmt: skip
-    plain = pipeline.evaluate_saved_model(source, data, precision="fp32")
-    shuffled = pipeline.evaluate_saved_model(permuted, data, precision="fp32")
+    plain = rescoring.evaluate_saved_model(source, data, precision="fp32")
+    shuffled = rescoring.evaluate_saved_model(permuted, data, precision="fp32")
     assert shuffled["test"]["accuracy"] == pytest.approx(plain["test"]["accuracy"])
-    assert pipeline.label_remap(["a", "b", "c"], ["c", "a", "b"]).tolist() == [1, 2, 0]
+    assert rescoring.label_remap(["a", "b", "c"], ["c", "a", "b"]).tolist() == [1, 2, 0]
 
 
 def test_saved_models_reload_from_their_folder_alone(tiny_run: Path) -> None:

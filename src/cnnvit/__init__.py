@@ -13,7 +13,7 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy imports keep `cnnvit --help` 
 
         return compare
     if name == "evaluate_saved_model":
-        from .pipeline import evaluate_saved_model
+        from .rescoring import evaluate_saved_model
 
         return evaluate_saved_model
     if name == "build_report":

@@ -398,7 +398,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .pipeline import evaluate_saved_model
+    from .rescoring import evaluate_saved_model
     from .runs import write_json
 
     data_fields = {f.name for f in dataclasses.fields(DataConfig)}
