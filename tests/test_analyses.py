@@ -274,7 +274,9 @@ def test_attention_rollout_of_identity_layers_is_the_identity():
 
 def test_robustness_probe_on_trained_models(digits_context):
     result = robustness.run(digits_context)
-    index = digits_context.test_subset()
+    cap = min(robustness.ROBUSTNESS_IMAGES, digits_context.max_test_images)
+    index = digits_context.test_subset(cap)
+    assert result["settings"]["test_images"] == len(index)
     for family, model in result["models"].items():
         clean = digits_context.logits(family)[index].argmax(1) == digits_context.test_labels[index]
         assert model["clean_accuracy"] == pytest.approx(float(clean.float().mean()))

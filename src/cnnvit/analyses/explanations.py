@@ -23,8 +23,8 @@ from .context import ProbeContext, ProbedModel, save_figure
 from .corruptions import blur
 from .locality import eager_attention, vit_grid
 
-EXPLANATION_IMAGES = 64  # images for the deletion and insertion curves
-CURVE_STEPS = 16  # the curves are sampled at 0, 1/16, ..., 1 of the pixels
+EXPLANATION_IMAGES = 32  # images for the deletion and insertion curves (time budget)
+CURVE_STEPS = 12  # the curves are sampled at 0, 1/12, ..., 1 of the pixels
 FIGURE_EXAMPLES = 4  # correct and wrong examples each in the side-by-side figure
 MIN_CAM_SIDE = 4
 INSERTION_BLUR_SIGMA_FRACTION = 0.15  # of the image side: the blurred canvas of insertion

@@ -1,13 +1,14 @@
 """Long-range probe: a synthetic task that only a model relating distant regions can solve.
 
-Each image holds two small binary patterns in opposite corners (top-left and bottom-right) on
-a noisy background; the label says whether the two patterns are the same or different, so
-neither corner alone carries any information. Same-different relations between distant parts
-are known to be hard for CNNs (Kim, Ricci & Serre, "Not-so-CLEVR", Interface Focus 2018) and
-are what global self-attention should find easy. Fresh models of the run's presets are trained
-on it with the run's recipe (augmentation off: shifts would move the patterns out of their
-corners), both on the same images, and scored on a held-out set, with Wilson intervals and
-McNemar's exact test on the paired predictions. The task is kept small to fit the time budget.
+Each image holds small binary patterns in its four corners on a noisy background; the label
+says whether the top-left and bottom-right patterns are the same, so neither corner alone
+carries any information, and the other two corners are distractors. Same-different relations
+between distant parts are known to be hard for CNNs (Kim, Ricci & Serre, "Not-so-CLEVR",
+Interface Focus 2018) and are what global self-attention should find easy. Fresh models of
+the run's presets are trained on it with the run's recipe (augmentation off: shifts would move
+the patterns out of their corners), both on the same images, and scored on a held-out set, with
+Wilson intervals and McNemar's exact test on the paired predictions. The task is kept small
+(16 px, 1,024 training images, 6 epochs) to fit the time budget.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from .context import ProbeContext, recipe_for_probe
 
 IMAGE_SIZE = 16  # pixels; a multiple of every preset's stride
 PATTERN_SIDE = 4  # pixels: the corner patterns
-PATTERNS = 4  # distinct patterns to pick from
-TRAIN_IMAGES, VALIDATION_IMAGES, TEST_IMAGES = 1536, 256, 512
-EPOCHS = 10
+PATTERNS = 8  # distinct patterns (64 ordered pairs)
+TRAIN_IMAGES, VALIDATION_IMAGES, TEST_IMAGES = 1024, 256, 512
+EPOCHS = 6
 
 
 def make_task(
@@ -57,11 +58,16 @@ def make_task(
     # A different pattern: shift the first by 1..PATTERNS-1 (mod PATTERNS), uniformly.
     shift = torch.randint(1, PATTERNS, (count,), generator=generator)
     second = torch.where(labels == 1, first, (first + shift) % PATTERNS)
+    # Distractors: patterns from the same set in the other two corners, unrelated to the label,
+    # so "are two corners alike" is not enough; the two that matter must be compared.
+    distractors = torch.randint(PATTERNS, (count, 2), generator=generator)
     images = torch.randint(0, 41, (count, image_size, image_size), generator=generator)
     images = images.to(torch.uint8)
     side, far = PATTERN_SIDE, image_size - PATTERN_SIDE
     images[:, :side, :side] = patterns[first].to(torch.uint8) * 255
     images[:, far:, far:] = patterns[second].to(torch.uint8) * 255
+    images[:, :side, far:] = patterns[distractors[:, 0]].to(torch.uint8) * 255
+    images[:, far:, :side] = patterns[distractors[:, 1]].to(torch.uint8) * 255
     return images.unsqueeze(1).repeat(1, 3, 1, 1), labels.long()
 
 
@@ -124,7 +130,8 @@ def run(context: ProbeContext) -> dict[str, Any]:
         }
     return {
         "settings": {
-            "task": "same/different binary patterns in the top-left and bottom-right corners",
+            "task": "same/different binary patterns in the top-left and bottom-right corners, "
+            "distractor patterns in the other two",
             "image_size": IMAGE_SIZE,
             "pattern_side": PATTERN_SIDE,
             "patterns": PATTERNS,
