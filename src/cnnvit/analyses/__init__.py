@@ -80,11 +80,14 @@ def run_probes(
     output_dir: str | Path | None = None,
     max_test_images: int = 256,
     log: Callable[[str], None] | None = None,
+    device: str = "auto",
 ) -> dict[str, ProbeOutcome]:
     """Run probes over a loaded run (or a ready `ProbeContext`), each on its own; save each.
 
-    `output_dir` defaults to RUN/analyses. Returns one outcome per probe; a failed probe has
-    status "failed" and `error` set, and did not stop the others.
+    `output_dir` defaults to RUN/analyses; `device` is where the run's models are loaded.
+    Returns one outcome per probe; a failed probe has status "failed" and `error` set, and did
+    not stop the others. Building the context (loading models and data) is not isolated: a run
+    that cannot be loaded is a one-line `CnnvitError` before any probe runs.
     """
     chosen = probe_names(names)
     log = log or (lambda line: None)
@@ -96,6 +99,7 @@ def run_probes(
             run,
             seed=seed,
             max_test_images=max_test_images,
+            device=device,
             output_dir=Path(output_dir) if output_dir is not None else None,
         )
     if context.output_dir is None:

@@ -205,6 +205,7 @@ def _attention_figure(models: dict[str, Any], context: ProbeContext) -> str | No
         ax.scatter([layer] * len(heads), heads, s=14, color="tab:orange")
     ax.plot(range(1, len(distances) + 1), models["vit"]["attention_distance_mean_per_layer"],
             color="grey", linewidth=1, label="mean over heads")  # fmt: skip
+    ax.set_xticks(range(1, len(distances) + 1))
     ax.set_xlabel("ViT layer")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.set_ylim(0, models["vit"]["image_size"] * 0.75)
@@ -242,6 +243,7 @@ def _erf_figure(
         depth = [f["stage"] for f in fields]
         curve_ax.plot(depth, [f["radius50_fraction"] for f in fields], "o-", label="50%")
         curve_ax.plot(depth, [f["radius90_fraction"] for f in fields], "s--", label="90%")
+        curve_ax.set_xticks(depth)
         curve_ax.set_ylim(0, 1)
         curve_ax.set_xlabel("stage / layer", fontsize=7)
         curve_ax.set_ylabel("radius / side", fontsize=7)
