@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cnnvit.analyses import (
+    CLAIM_METRICS,
     PROBES,
     ProbeContext,
     ProbedModel,
@@ -214,7 +215,7 @@ def test_locality_probe_on_trained_models(digits_context):
     for family in ("cnn", "vit"):
         for field in result["models"][family]["erf"]:
             assert 0 <= field["radius50_pixels"] <= field["radius90_pixels"] <= 16 * math.sqrt(2)
-    assert set(result["claims"]) >= {"mean_attention_distance", "erf_radius50_fraction"}
+    assert set(result["claims"]) == set(CLAIM_METRICS["locality"])
 
 
 # ---------------------------------------------------------------------------- explanations
@@ -288,8 +289,7 @@ def test_robustness_probe_on_trained_models(digits_context):
         )
     interval = result["relative_robustness_difference_vit_minus_cnn"]["ci95"]
     assert interval[0] <= result["relative_robustness_difference_vit_minus_cnn"]["estimate"]
-    assert set(result["claims"]) >= {"relative_robustness", "mean_corruption_accuracy",
-                                     "patch_shuffle_drop"}  # fmt: skip
+    assert tuple(result["claims"]) == CLAIM_METRICS["robustness"]
 
 
 def test_long_range_task_depends_only_on_the_two_corners():
@@ -324,6 +324,7 @@ def test_a_failing_probe_leaves_the_others_results_intact(digits_context, monkey
     assert failure["error"] == outcomes["locality"].error
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert outcomes["calibration"].status == "ok" and saved["status"] == "ok"
+    assert tuple(saved["claims"]) == CLAIM_METRICS["calibration"]
     for family in ("cnn", "vit"):
         assert 0 <= saved["claims"]["ece"][family] <= 1
         assert saved["models"][family]["temperature"] > 0
@@ -335,3 +336,13 @@ def test_unknown_probe_is_a_one_line_error(digits_context, tmp_path):
 
     with pytest.raises(CnnvitError, match="unknown probe 'nope'"):
         run_probes(digits_context, ["nope"], output_dir=tmp_path)
+
+
+def test_probe_recipe_takes_the_learning_rate_the_run_recorded():
+    from cnnvit.analyses.context import FALLBACK_LR, recipe_for_probe
+
+    tuned = TrainConfig(lr="auto")
+    recipe = recipe_for_probe(tuned, {"lr": 3e-4}, epochs=6, augment=False)
+    assert (recipe.lr, recipe.epochs, recipe.augment) == (3e-4, 6, False)
+    assert recipe_for_probe(tuned, None).lr == FALLBACK_LR
+    assert recipe_for_probe(TrainConfig(lr=2e-3), {"lr": 3e-4}).lr == 2e-3  # a number is kept

@@ -40,12 +40,25 @@ PROBES: dict[str, Probe] = {
     "longrange": longrange.run,
 }
 
-# Claim metrics each probe writes under "claims", for the evidence engine.
+# Claim metrics each probe writes under "claims" ({metric: {family: value}}), for the evidence
+# engine. Direction: higher is better for accuracies, robustness and insertion AUC; lower is
+# better for ECE, NLL, Brier, patch_shuffle_drop and deletion AUC; distances and radii are
+# fractions of the image side (larger: more global).
 CLAIM_METRICS: dict[str, tuple[str, ...]] = {
-    "calibration": ("ece", "ece_before_scaling"),
-    "robustness": ("relative_robustness", "mean_corruption_accuracy", "patch_shuffle_drop"),
-    "locality": ("mean_attention_distance", "erf_radius50_fraction"),
-    "explanations": ("deletion_auc", "insertion_auc"),
+    "calibration": ("ece", "ece_before_scaling", "nll", "brier"),
+    "robustness": (
+        "relative_robustness",
+        "mean_corruption_accuracy",
+        "patch_shuffle_drop",
+        "clean_accuracy",
+    ),
+    "locality": ("erf_radius50_fraction", "erf_radius50_fraction_first", "mean_attention_distance"),
+    "explanations": (
+        "deletion_auc",
+        "insertion_auc",
+        "deletion_auc_random",
+        "insertion_auc_random",
+    ),
     "longrange": ("long_range_accuracy",),
 }
 
