@@ -32,6 +32,7 @@ from .evaluation import classification_metrics, inference_cost, paired_compariso
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
 from .models.card import write_model_card
+from .models.pairing import pair_ratios, resolve_pair
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
@@ -77,19 +78,9 @@ def compare(
     started = time.perf_counter()
     data = prepare_data(config.data)
     # Models are built before the run directory exists, so a bad name creates nothing.
-    built = {
-        family: build_model(
-            spec,
-            family,
-            data.class_names,
-            config.models.image_size,
-            runtime.attention,
-            config.train.seed,
-        )
-        for family, spec in (("cnn", config.models.cnn), ("vit", config.models.vit))
-    }
+    built, pairing = _build_models(config, data.class_names, runtime, ("cnn", "vit"))
     prepare_seconds = time.perf_counter() - started
-    run_dir = create_run_dir(config.output, config.models.cnn, config.models.vit) if main else None
+    run_dir = create_run_dir(config.output, pairing["cnn"], pairing["vit"]) if main else None
     run_dir = broadcast_object_list([run_dir])[0]  # every process learns the same path
     lock = RunLock(run_dir).acquire() if main else None  # one writer per run directory
     writer: RunWriter | None = None
@@ -112,6 +103,7 @@ def compare(
             write=main,
         )
         writer.update("timings", {"prepare_seconds": prepare_seconds})
+        writer.update("pairing", pairing)
         _run(config, data, built, writer, runtime)
         comparison = _comparison(run_dir) if main else None
         writer.finish(comparison, {"total_seconds": time.perf_counter() - started})
@@ -147,12 +139,8 @@ def _resume(run_dir: Path) -> Path:
     writer: RunWriter | None = None
     try:
         data = run.prepare_data()  # the run's own splits, checked against split.json
-        built = {
-            family: build_model(spec, family, data.class_names, config.models.image_size,
-                                runtime.attention, config.train.seed)
-            for family, spec in (("cnn", config.models.cnn), ("vit", config.models.vit))
-            if family not in run.complete_models
-        }  # fmt: skip
+        missing = tuple(f for f in ("cnn", "vit") if f not in run.complete_models)
+        built, _ = _build_models(config, data.class_names, runtime, missing)
         writer = RunWriter.reopen(run_dir, dict(run.raw), write=main)
         _say(f"resuming {run_dir}: {', '.join(run.missing)}")
         _run(config, data, built, writer, runtime)
@@ -173,6 +161,25 @@ def _resume(run_dir: Path) -> Path:
         if lock is not None:
             lock.release()
     return run_dir
+
+
+def _build_models(
+    config: CompareConfig, class_names: list[str], runtime: Runtime, families: tuple[str, ...]
+) -> tuple[dict[str, BuiltModel], dict[str, Any]]:
+    """The models of `families` (an "auto" side is the other side's partner by --match), and
+    how the pair compares: ViT/CNN parameter and FLOP ratios and what it was matched on."""
+    m = config.models
+    names = dict(zip(("cnn", "vit"), resolve_pair(m.cnn, m.vit, m.match, m.image_size),
+                     strict=True))  # fmt: skip
+    built = {
+        family: build_model(names[family], family, class_names, m.image_size,
+                            runtime.attention, config.train.seed)
+        for family in families
+    }  # fmt: skip
+    pairing: dict[str, Any] = {"matched_on": m.match, **names}
+    if set(built) == {"cnn", "vit"}:
+        pairing.update(pair_ratios(built["cnn"], built["vit"]))
+    return built, pairing
 
 
 def _drop_empty(folder: Path) -> None:

@@ -178,6 +178,17 @@ def _setup(f: RunFacts) -> list[Block]:
         lr = known[0] if known else t.lr
         same = f"Both models used the same learning rate ({show(lr, 'g')}) and the same recipe."
     precision = {str(lookup(m, "training.precision", "n/a")) for m in f.models.values()}
+    pair = f.extra.get("pairing") or {}
+    pairing = ""
+    if num(pair.get("params_ratio")) is not None and num(pair.get("flops_ratio")) is not None:
+        on = {"params": "parameter count", "flops": "FLOPs per image"}.get(
+            pair.get("matched_on"), str(pair.get("matched_on"))
+        )
+        pairing = (
+            f"The pair was matched on {on} (--match {pair.get('matched_on')}): the ViT has "
+            f"{times(pair['params_ratio'])} the CNN's parameters and {times(pair['flops_ratio'])} "
+            "its FLOPs per image."
+        )
     augment = ("random affine" if t.augment else "none") + (
         " + horizontal flips" if t.hflip else ""
     )
@@ -208,6 +219,7 @@ def _setup(f: RunFacts) -> list[Block]:
             f"{splits['test']} test images.",
         ),
         ("p", same),
+        *([("p", pairing)] if pairing else []),
         ("table", ["setting", "value"], [[k, str(v)] for k, v in recipe], "ll"),
         ("table", ["", "model", "source", "pretrained", "parameters", "FLOPs / image"], models,
          "llllrr"),

@@ -88,7 +88,7 @@ def facts_from_run(run: Run) -> RunFacts:
         n_train=num(lookup(ds, "splits.train")),
         verdicts=judge_claims([cell_from_run(run)]) if both else [],
         analyses=run.analyses,
-        extra={"resolved": run.resolved},
+        extra={"resolved": run.resolved, "pairing": run.raw.get("pairing") or {}},
     )
 
 
