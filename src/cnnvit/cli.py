@@ -16,9 +16,17 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .config import STAGES, CompareConfig, DataConfig, build_config, flatten, load_config_file
+from .config import (
+    DEVICES,
+    PRECISIONS,
+    STAGES,
+    CompareConfig,
+    DataConfig,
+    build_config,
+    flatten,
+    load_config_file,
+)
 from .errors import CnnvitError
-from .runtime import DEVICES, PRECISIONS
 
 # `cnnvit evaluate --batch-size` is compare's --eval-batch-size: accept that name and HF's too.
 EVAL_BATCH_ALIASES = ("eval_batch_size", "per_device_eval_batch_size")
@@ -341,7 +349,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(_: argparse.Namespace) -> int:
-    from .models.pairing import models_listing
+    from .catalog import models_listing
 
     print("measuring each preset's training speed on this machine (a few steps each)...",
           file=sys.stderr)  # fmt: skip

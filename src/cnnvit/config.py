@@ -17,7 +17,11 @@ from typing import Any
 import yaml
 
 from .errors import CnnvitError
-from .runtime import ATTENTIONS, DEVICES, PRECISIONS
+
+# The vocabulary of the runtime settings (runtime.py resolves them).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+ATTENTIONS = ("auto", "eager", "sdpa")
 
 REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker names
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .config import ATTENTIONS, DEVICES, PRECISIONS
 from .errors import CnnvitError
 
 if TYPE_CHECKING:
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from .data.preprocess import BatchPreprocessor
     from .models.build import BuiltModel
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-ATTENTIONS = ("auto", "eager", "sdpa")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
