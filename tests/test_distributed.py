@@ -50,7 +50,7 @@ def _env() -> dict[str, str]:
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     done = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-12000:]
     return done
 
 

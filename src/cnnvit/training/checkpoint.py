@@ -27,8 +27,14 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, loop_state: dict[str
     """Save the prepared objects and `loop_state` for the epoch just finished."""
     temp = folder.with_name(folder.name + ".saving")
     old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(temp, ignore_errors=True)
+    # Under several processes each one writes its own RNG state into `temp`: the main process
+    # empties and creates it first, and every file is written before the main one swaps it in.
+    if accelerator.is_main_process:
+        shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(temp))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         torch.save(loop_state, temp / LOOP_FILE)
         shutil.rmtree(old, ignore_errors=True)
