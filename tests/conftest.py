@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# The decoded-image cache of the tests lives in a temporary folder, never in ~/.cache (subprocess
+# tests inherit it through the environment).
+os.environ.setdefault("CNNVIT_CACHE", tempfile.mkdtemp(prefix="cnnvit-test-cache-"))
 
 # Small and fast: nano presets at 16 px, a few hundred digits. The recipe is fixed by numbers
 # (no learning-rate search), so these runs test the pipeline, not the tuner.

@@ -83,7 +83,7 @@ def _hub_like(splits: dict[str, list]) -> datasets.DatasetDict:
 def test_hub_dataset_path_finds_columns_and_string_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    from cnnvit.data import prepare as data_module
+    from cnnvit.data import sources as data_module
 
     hub = _hub_like({"train": ["cat", "dog", "eel"] * 10, "test": ["dog", "cat", "eel"] * 3})
     monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
@@ -99,7 +99,7 @@ def test_a_lone_or_unlabelled_split_is_never_both_train_and_test(
 ) -> None:
     import datasets
 
-    from cnnvit.data import prepare as data_module
+    from cnnvit.data import sources as data_module
 
     monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
     only_test = _hub_like({"test": ["a", "b"] * 15})

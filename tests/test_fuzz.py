@@ -30,7 +30,7 @@ from PIL import Image
 
 from cnnvit.config import DataConfig, build_config, load_config_file, stage_fields
 from cnnvit.data import prepare_data
-from cnnvit.data.prepare import UNREADABLE, _open_image, _to_8bit
+from cnnvit.data.images import UNREADABLE, _open_image, _to_8bit
 from cnnvit.data.sources import _read_idx
 from cnnvit.errors import CnnvitError
 

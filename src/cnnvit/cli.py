@@ -334,6 +334,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     quiet = contextlib.redirect_stderr(_ErrorsOnly(sys.stderr)) if args.quiet else None
     with quiet or contextlib.nullcontext():
         run_dir = compare(resume=args.resume) if args.resume else compare(config)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # torchrun: the main process speaks for the run
+        return 0
     if args.json:
         print(json.dumps(compare_summary(run_dir), indent=2))
     else:

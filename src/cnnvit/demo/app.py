@@ -101,7 +101,7 @@ def learning_curves_image(run: Run) -> str | None:
 
 def test_examples(run: Run, models: DemoModels, count: int = TEST_EXAMPLES) -> list[tuple]:
     """(uint8 (H, W, 3) at the CNN's input size, true class name) for the first test images."""
-    from ..data.prepare import decode_images
+    from ..data.images import decode_images
 
     data = run.prepare_data()
     split = data.splits["test"]
