@@ -51,14 +51,18 @@ def _say(line: str) -> None:
 
 
 def compare(
-    config: CompareConfig | None = None, resume: str | Path | None = None, **settings: Any
+    config: CompareConfig | None = None,
+    resume: str | Path | None = None,
+    report: bool = True,
+    **settings: Any,
 ) -> Path:
     """Train and evaluate a CNN and a ViT with one recipe; returns the run directory.
 
     `settings` are the CLI flags' names (`epochs=5`, `dataset="path/to/folder"`, ...) and
     override `config`. `resume=RUN` continues an interrupted run directory instead: models it
     finished are kept, a model it was training continues from its last finished epoch, with
-    the run's own config and splits.
+    the run's own config and splits. `report=False` skips the report (a study's cells: the
+    study report reads the runs; `cnnvit report RUN` builds a cell's report on demand).
     """
     if resume is not None:
         if config is not None or settings:
@@ -118,7 +122,8 @@ def compare(
         if main:
             if probes is not None:  # a failing probe is recorded; it never fails the run
                 run_probes(load_run(run_dir), probes, seed=config.train.seed, log=_say)
-            build_report(run_dir)  # reads the finished run directory only
+            if report:
+                build_report(run_dir)  # reads the finished run directory only
     finally:
         if lock is not None:
             lock.release()

@@ -72,7 +72,9 @@ def run_cell(job: CellJob) -> str:
         log.write(f"=== {stamp} cell {job.cell_id}: {job.settings}\n")
         log.flush()
         with contextlib.redirect_stderr(log):
-            run_dir = pipeline.compare(build_config(job.recipe), output=job.output, **job.settings)
+            run_dir = pipeline.compare(
+                build_config(job.recipe), output=job.output, report=False, **job.settings
+            )
     return str(run_dir)
 
 
