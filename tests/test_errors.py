@@ -81,7 +81,7 @@ def test_corrupt_and_non_image_files_warn_and_continue(
     err = capsys.readouterr().err
     assert code == 0, err
     assert "1 of" in err and "could not be read" in err
-    assert (out / "metrics.json").is_file()
+    assert (out / "run.json").is_file()
 
 
 def test_all_images_corrupt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -114,7 +114,7 @@ def test_same_seed_same_figures() -> None:
     runs = []
     for _ in range(2):
         model = build_model("vit-nano", "vit", NAMES, 16, attention="eager", seed=7).model
-        config = TrainConfig(epochs=2, batch_size=16, seed=7)
+        config = TrainConfig(epochs=2, batch_size=16, seed=7, lr=1e-3)
         preprocess = BatchPreprocessor(preset_processor(16), CPU)
         runtime = Runtime(CPU, "fp32", "eager")
         data = (images, labels)

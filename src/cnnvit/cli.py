@@ -180,7 +180,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .runs import write_json
 
     data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    data = build_config({k: v for k, v in vars(args).items() if k in data_fields}).data
+    given = {k: v for k, v in vars(args).items() if k in data_fields}
+    # No data flags: a run's model is scored on that run's own split (rescoring decides).
+    data = build_config(given).data if given else None
     if args.json and Path(args.json).exists():  # refuse before spending time evaluating
         raise CnnvitError(f"{args.json} already exists: choose another --json file")
     if args.batch_size < 1:

@@ -400,6 +400,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise CnnvitError(f"config file {path} must hold a mapping of keys to values")
+    if data.get("kind") == "cnnvit-run" and isinstance(data.get("config"), dict):
+        data = data["config"]  # a run's run.json: its config section, grouped by stage
     data = {k: v for k, v in data.items() if k != "resolved"}  # config.json's extra section
     return data
 
