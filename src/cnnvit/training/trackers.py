@@ -31,11 +31,11 @@ def tracker_options(report_to: str, run_dir: Path) -> dict[str, Any]:
         return {}
     if report_to not in PACKAGES:
         raise CnnvitError(f"unknown tracker '{report_to}': use tensorboard, trackio, wandb or none")
-    from accelerate.utils import is_tensorboard_available, is_trackio_available, is_wandb_available
+    import importlib.util
 
-    available = {"tensorboard": is_tensorboard_available, "trackio": is_trackio_available,
-                 "wandb": is_wandb_available}[report_to]()  # fmt: skip
-    if not available:
+    # find_spec rather than accelerate's is_*_available: those helpers differ across the
+    # accelerate versions cnnvit allows (1.1 has no is_trackio_available).
+    if importlib.util.find_spec(PACKAGES[report_to]) is None:
         package = PACKAGES[report_to]
         raise CnnvitError(
             f"--report-to {report_to} needs the {package} package: pip install {package}"
