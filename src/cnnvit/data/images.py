@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from ..errors import CnnvitError
 from . import cache
@@ -93,8 +95,21 @@ def _decoded_chunks(
     dataset: datasets.Dataset, image_column: str, processor: Any
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Decode _DECODE_CHUNK rows at a time: (uint8 images (n, 3, H, W) of the readable rows,
-    boolean mask of the chunk's rows that were readable). Memory: one chunk."""
+    boolean mask of the chunk's rows that were readable). Memory: one chunk. A progress bar
+    with the time left shows on a terminal (decoding a large split is the first long step)."""
+    bar = tqdm(total=len(dataset), desc="decoding images", unit="img", leave=False,
+               file=sys.stderr, disable=None)  # fmt: skip
+    try:
+        yield from _chunks(dataset, image_column, processor, bar)
+    finally:
+        bar.close()
+
+
+def _chunks(
+    dataset: datasets.Dataset, image_column: str, processor: Any, bar: tqdm
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for batch in dataset.with_format(None).iter(batch_size=_DECODE_CHUNK):
+        bar.update(len(batch[image_column]))
         values = batch[image_column]
         keep = np.ones(len(values), dtype=bool)
         opened: list[Image.Image] = []
