@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import CompareConfig
 from ..evidence import Verdict, cell_from_run, judge_claims
+from ..evidence.cells import epochs_to_95 as cell_epochs_to_95
 from ..runs import Run
 
 SIDES = ("cnn", "vit")
@@ -113,15 +114,11 @@ def ratio(a: Any, b: Any) -> float | None:
 
 def epochs_to_95(m: dict) -> tuple[int | None, float | None, float | None]:
     """Epochs to reach 95% of the model's own best val accuracy; that best; the epoch-1 value."""
-    rows = [
-        (r.get("epoch", i + 1), num(r.get("val_accuracy")))
-        for i, r in enumerate(m.get("history") or [])
-    ]
-    rows = [(e, v) for e, v in rows if v is not None]
-    if not rows:
+    history = m.get("history") or []
+    values = [v for v in (num(r.get("val_accuracy")) for r in history) if v is not None]
+    if not values:
         return None, None, None
-    best = max(v for _, v in rows)
-    return next(e for e, v in rows if v >= 0.95 * best), best, rows[0][1]
+    return cell_epochs_to_95(history), max(values), values[0]  # the engine's one definition
 
 
 # --- formatting ----------------------------------------------------------------------------

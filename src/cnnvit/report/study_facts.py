@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import CnnvitError
 from ..evidence import CellRecord, Verdict, cell_from_run, judge_claims
-from ..runs import Run, load_run, read_json
+from ..runs import Run, load_run
+from ..runs.files import read_record
 
 STUDY_SCHEMA_VERSION = 1
 STUDY_KIND = "cnnvit-study"
@@ -126,17 +127,7 @@ def load_study(path: str | Path) -> Study:
     record_path = root / "study.json"
     if not record_path.is_file():
         raise CnnvitError(f"no study.json in {root}: is this a cnnvit study directory?")
-    record = read_json(record_path)
-    if not isinstance(record, dict) or record.get("kind") != STUDY_KIND:
-        raise CnnvitError(f"{record_path} is not a cnnvit study record")
-    version = record.get("schema_version")
-    if not isinstance(version, int) or version < 1:
-        raise CnnvitError(f"{record_path} has no valid schema_version: is it a cnnvit study?")
-    if version > STUDY_SCHEMA_VERSION:
-        raise CnnvitError(
-            f"{root} uses study format version {version}, newer than this cnnvit reads "
-            f"({STUDY_SCHEMA_VERSION}): upgrade cnnvit"
-        )
+    record, version = read_record(root, "study.json", STUDY_KIND, STUDY_SCHEMA_VERSION, "study")
     if record.get("status") not in STUDY_STATUSES:
         raise CnnvitError(f"{record_path} has an unknown status {record.get('status')!r}")
     cells = record.get("cells")

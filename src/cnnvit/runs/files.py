@@ -71,6 +71,24 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
+def read_record(root: Path, name: str, kind: str, latest: int, noun: str) -> tuple[dict, int]:
+    """Read `root/name`, a versioned record of `kind` ("cnnvit-run", "cnnvit-study"), and check
+    its kind and schema version; one-line errors name the file and what to do."""
+    record_path = root / name
+    record = read_json(record_path)
+    if not isinstance(record, dict) or record.get("kind") != kind:
+        raise CnnvitError(f"{record_path} is not a cnnvit {noun} record")
+    version = record.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise CnnvitError(f"{record_path} has no valid schema_version: is it a cnnvit {noun}?")
+    if version > latest:
+        raise CnnvitError(
+            f"{root} uses {noun} format version {version}, newer than this cnnvit reads "
+            f"({latest}): upgrade cnnvit"
+        )
+    return record, version
+
+
 def read_json(path: Path) -> Any:
     """Parse a JSON file, with one-line errors for a missing or damaged file."""
     try:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import CompareConfig, build_config
 from ..errors import CnnvitError
-from .files import read_json
+from .files import read_json, read_record
 from .writer import FAMILIES, MODEL_STATUSES, RUN_STATUSES, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -215,17 +215,7 @@ def load_run(path: str | Path) -> Run:
                 f"{root} was written by an older cnnvit (no run.json): re-run `cnnvit compare`"
             )
         raise CnnvitError(f"no run.json in {root}: is this a cnnvit run directory?")
-    record = read_json(record_path)
-    if not isinstance(record, dict) or record.get("kind") != "cnnvit-run":
-        raise CnnvitError(f"{record_path} is not a cnnvit run record")
-    version = record.get("schema_version")
-    if not isinstance(version, int) or version < 1:
-        raise CnnvitError(f"{record_path} has no valid schema_version: is it a cnnvit run?")
-    if version > SCHEMA_VERSION:
-        raise CnnvitError(
-            f"{root} uses run format version {version}, newer than this cnnvit reads "
-            f"({SCHEMA_VERSION}): upgrade cnnvit"
-        )
+    record, version = read_record(root, "run.json", "cnnvit-run", SCHEMA_VERSION, "run")
     status = record.get("status")
     if status not in RUN_STATUSES:
         raise CnnvitError(f"{record_path} has an unknown status {status!r}")
