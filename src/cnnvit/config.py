@@ -72,6 +72,12 @@ class DataConfig:
         "seed of the train/validation/test split and of subsets; kept fixed while --seed varies "
         "so that every training seed is tested on the same images",
     )
+    streaming: bool = _opt(
+        False,
+        "hub datasets and image folders: read each split as a stream, shuffled (bounded buffer) "
+        "and cut to the images the caps need, spooled once to disk, instead of downloading "
+        "the whole dataset first",
+    )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ Every source (sources.py) becomes a `datasets.DatasetDict`. Splits are stratifie
 the *split seed*, which is separate from the training seed, so repeated training seeds are compared
 on the same test images; a source's own test/validation splits are kept. Each example carries an
 id: its position in the source's splits taken in order (the first split's rows, then the next
-split's), so a run's manifest and predictions name the same images on any machine.
+split's), so a run's manifest and predictions name the same images on any machine. With
+`--streaming` (streaming.py) the source's splits are the spooled streams: an id is then a
+position in the shuffled, capped stream of the splits the run uses, the same for a given split
+seed and dataset revision, and split.json records the stream's buffer, revision and caps.
 
 Training subsets (`max_train_samples`, `train_fraction`) are prefixes of one seeded, stratified
 order of the training split, so a smaller subset is always contained in every larger one with the
@@ -31,7 +34,7 @@ import torch
 from ..config import DataConfig
 from ..errors import CnnvitError
 from .images import decode_cached, geometry_key
-from .sources import find_columns, load_source
+from .sources import find_columns, load_source, split_roles
 
 SPLITS = ("train", "validation", "test")
 
@@ -54,6 +57,7 @@ class PreparedData:
     image_column: str
     splits: dict[str, Split]
     source_splits: dict[str, int] = field(default_factory=dict)  # source split -> row count
+    streamed: dict[str, Any] | None = None  # with --streaming: buffer, revision, caps, rows read
     unreadable: dict[str, int] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, np.ndarray]] = field(
         default_factory=dict, repr=False
@@ -88,6 +92,8 @@ class PreparedData:
             "validation_fraction": config.validation_fraction,
             "test_fraction": config.test_fraction,
             "source_splits": dict(self.source_splits),
+            "streaming": self.streamed is not None,
+            **({"stream": dict(self.streamed)} if self.streamed is not None else {}),
             "ids": {name: split.ids.tolist() for name, split in self.splits.items()},
         }
 
@@ -202,9 +208,8 @@ def _subset(part: Split, count: int, seed: int, what: str, num_classes: int) -> 
 
 def prepare_data(config: DataConfig) -> PreparedData:
     """Load, check and split the dataset by `config.split_seed`; images stay undecoded."""
-    loaded, name = load_source(config)
+    loaded, name, streamed = load_source(config)
     seed = config.split_seed
-    split_names = {s.lower(): s for s in loaded}
     source_sizes = {s: len(d) for s, d in loaded.items()}
     offsets = dict(zip(loaded, np.cumsum([0, *source_sizes.values()])[:-1].tolist(), strict=True))
     ids = {s: np.arange(n, dtype=np.int64) + offsets[s] for s, n in source_sizes.items()}
@@ -212,7 +217,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
     labels, class_names = _labels_and_names(loaded, label_column)
     for split, values in list(labels.items()):
         if len(values) and (values < 0).all():  # unlabelled (e.g. a hub test split of -1s)
-            del labels[split], loaded[split], split_names[split.lower()]
+            del labels[split], loaded[split]
         elif len(values) and (values.min() < 0 or values.max() >= len(class_names)):
             raise CnnvitError(
                 f"split '{split}' has labels outside 0..{len(class_names) - 1}: "
@@ -231,17 +236,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
         }
     parts = {s: Split(tables[s], labels[s], ids[s]) for s in tables}
 
-    test_key = next((split_names[k] for k in ("test", "testing") if k in split_names), None)
-    val_key = next(
-        (split_names[k] for k in ("validation", "valid", "val", "dev") if k in split_names), None
-    )
-    train_key = split_names.get("train") or split_names.get("training")
-    if train_key is None:  # no split named train: the first other one, else carve from one
-        others = [s for s in loaded if s not in (test_key, val_key)]
-        train_key = others[0] if others else (val_key or test_key)
-        # A split used for training is never also the test or validation split.
-        test_key = None if test_key == train_key else test_key
-        val_key = None if val_key == train_key else val_key
+    train_key, val_key, test_key = split_roles(list(loaded))
     train = parts[train_key]
     if test_key is None:
         taken, rest = _stratified_take(
@@ -276,15 +271,19 @@ def prepare_data(config: DataConfig) -> PreparedData:
     missing = set(range(n_classes)) - set(splits["train"].labels.tolist())
     if missing:
         absent = ", ".join(class_names[i] for i in sorted(missing))
-        raise CnnvitError(
-            f"no training images for class(es) {absent}: add some or remove the class"
+        fix = (
+            "the capped stream held none: raise --max-train-samples, or drop --streaming"
+            if streamed is not None and config.max_train_samples is not None
+            else "add some or remove the class"
         )
+        raise CnnvitError(f"no training images for class(es) {absent}: {fix}")
     return PreparedData(
         name=name,
         class_names=class_names,
         image_column=image_column,
         splits=splits,
         source_splits=source_sizes,
+        streamed=streamed,
     )
 
 

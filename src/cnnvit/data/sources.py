@@ -1,7 +1,8 @@
 """Dataset sources: each becomes a `datasets.DatasetDict` with an image and a label column.
 
 `digits` (scikit-learn's 8x8 digits, offline), a folder of MNIST-style IDX files, a folder with
-one subfolder per class (the `imagefolder` builder), or any hub dataset id.
+one subfolder per class (the `imagefolder` builder), or any hub dataset id. With `--streaming`, a
+hub dataset or an image folder is read as a stream and spooled to disk instead (streaming.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -130,8 +132,11 @@ def _known_idx_names(folder: Path, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def _image_folder(folder: Path) -> datasets.DatasetDict:
-    """A folder with one subfolder per class (optionally inside train/ and test/ folders)."""
+def _image_folder(
+    folder: Path, config: DataConfig
+) -> tuple[datasets.DatasetDict, dict[str, Any] | None]:
+    """A folder with one subfolder per class (optionally inside train/ and test/ folders), and
+    what was streamed (None unless `--streaming`)."""
     split_dirs = [d for d in ("train", "test", "validation") if (folder / d).is_dir()]
     class_root = folder / "train" if "train" in split_dirs else folder
     classes = sorted(
@@ -153,17 +158,39 @@ def _image_folder(folder: Path) -> datasets.DatasetDict:
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
         raise CnnvitError(f"class folder(s) {', '.join(empty)} in {class_root} hold no image files")
+    if config.streaming:
+        from .streaming import FOLDER_BUFFER, folder_signature, stream_source
+
+        folder = folder.resolve()
+        identity = f"folder:{folder}:{folder_signature(folder)}"
+        what = f"image folder {folder}"
+        return stream_source(
+            "imagefolder", config, what=what, identity=identity, buffer=FOLDER_BUFFER,
+            data_dir=str(folder),
+        )  # fmt: skip
     try:
         loaded = datasets.load_dataset("imagefolder", data_dir=str(folder))
     except Exception as err:  # the builder's errors vary by version; all mean a bad folder
         raise CnnvitError(
             f"cannot read image folder {folder}: {str(err).splitlines()[0]}"
         ) from None
-    return loaded
+    return loaded, None
 
 
-def _hub(name: str, config: DataConfig) -> datasets.DatasetDict:
+def _hub(name: str, config: DataConfig) -> tuple[datasets.DatasetDict, dict[str, Any] | None]:
+    """A hub dataset, downloaded whole or (`--streaming`) streamed and spooled."""
     require_hub("dataset", name, "use --dataset digits, a local image folder or IDX files")
+    if config.streaming:
+        from .streaming import HUB_BUFFER, hub_revision, stream_source
+
+        what = f"hub dataset '{name}'"
+        try:
+            revision = hub_revision(name)
+        except Exception as err:  # missing, gated or unreachable repo: one line
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CnnvitError(f"cannot stream {what}: {first}") from None
+        return stream_source(name, config, what=what, identity=f"hub:{name}@{revision}",
+                             buffer=HUB_BUFFER, revision=revision)  # fmt: skip
     try:
         loaded = datasets.load_dataset(name)
     except Exception as err:  # network, missing repo, gated repo, bad builder: one line each
@@ -171,14 +198,26 @@ def _hub(name: str, config: DataConfig) -> datasets.DatasetDict:
         raise CnnvitError(f"cannot load hub dataset '{name}': {first}") from None
     if not isinstance(loaded, datasets.DatasetDict):
         loaded = datasets.DatasetDict({"train": loaded})
-    return loaded
+    return loaded, None
 
 
-def load_source(config: DataConfig) -> tuple[datasets.DatasetDict, str]:
-    """Load `config.dataset` as a DatasetDict; returns it and a display name."""
+def _no_streaming(config: DataConfig, what: str) -> None:
+    if config.streaming:
+        raise CnnvitError(
+            f"--streaming applies to hub datasets and image folders; {what} is read into "
+            "memory whole: drop --streaming"
+        )
+
+
+def load_source(
+    config: DataConfig,
+) -> tuple[datasets.DatasetDict, str, dict[str, Any] | None]:
+    """Load `config.dataset` as a DatasetDict; returns it, a display name and, with
+    `--streaming`, what was streamed (buffer, revision, caps, rows read) for the manifest."""
     spec = config.dataset
     if spec == "digits":
-        return _digits(), "digits"
+        _no_streaming(config, "digits (built in)")
+        return _digits(), "digits", None
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -186,16 +225,41 @@ def load_source(config: DataConfig) -> tuple[datasets.DatasetDict, str]:
                 f"--dataset {spec} is a file: give a folder of class subfolders or IDX files"
             )
         if find_idx_files(path) is not None:
-            return _idx_folder(path), path.name
-        return _image_folder(path), path.name
+            _no_streaming(config, f"{spec} (IDX files)")
+            return _idx_folder(path), path.name, None
+        loaded, streamed = _image_folder(path, config)
+        return loaded, path.name, streamed
     if spec.startswith((".", "/", "~")) or not looks_like_repo_id(spec):
         raise CnnvitError(
             f"dataset '{spec}' not found: give 'digits', an existing folder or a hub dataset id"
         )
-    return _hub(spec, config), spec
+    loaded, streamed = _hub(spec, config)
+    return loaded, spec, streamed
 
 
-def find_columns(dataset: datasets.Dataset, config: DataConfig) -> tuple[str, str]:
+def split_roles(names: list[str]) -> tuple[str, str | None, str | None]:
+    """Which of a source's splits (`names`, in order) trains, validates and tests.
+
+    A split named train (or training) trains, else the first split that is neither test nor
+    validation, else the only one (test or validation are then carved from it: a split that
+    trains is never also the test or validation split).
+    """
+    lowered = {s.lower(): s for s in names}
+    test = next((lowered[k] for k in ("test", "testing") if k in lowered), None)
+    val = next((lowered[k] for k in ("validation", "valid", "val", "dev") if k in lowered), None)
+    train = lowered.get("train") or lowered.get("training")
+    if train is None:
+        others = [s for s in names if s not in (test, val)]
+        train = others[0] if others else (val or test)
+        assert train is not None  # a source has at least one split
+        test = None if test == train else test
+        val = None if val == train else val
+    return train, val, test
+
+
+def find_columns(
+    dataset: datasets.Dataset | datasets.IterableDataset, config: DataConfig
+) -> tuple[str, str]:
     """The image and label column names: given ones, else found by feature type and name."""
     features = dataset.features
     for given, kind in ((config.image_column, "image"), (config.label_column, "label")):
