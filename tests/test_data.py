@@ -10,6 +10,7 @@ import pytest
 
 from cnnvit.config import DataConfig
 from cnnvit.data import prepare_data
+from cnnvit.errors import CnnvitError
 from cnnvit.models.build import preset_processor
 
 FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion_mnist"
@@ -122,6 +123,27 @@ def test_a_lone_or_unlabelled_split_is_never_both_train_and_test(
     data = prepare_data(DataConfig(dataset="someone/unlabelled-test"))
     assert set(data.splits["test"].labels.tolist()) == {0, 1}  # carved from train instead
     assert sum(data.summary()["splits"].values()) == 30
+
+
+def test_missing_labels_are_no_class_and_a_half_labelled_split_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datasets
+
+    from cnnvit.data import sources as data_module
+
+    monkeypatch.setattr(data_module, "require_hub", lambda *a: None)
+    # A Parquet test file without the label column reads as a column of None.
+    hub = _hub_like({"train": ["a", "b"] * 15, "test": [None] * 6})
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: hub)
+    data = prepare_data(DataConfig(dataset="someone/no-test-labels", label_column="kind"))
+    assert data.class_names == ["a", "b"]  # no class named "None"
+    assert sum(data.summary()["splits"].values()) == 30  # the test split was carved from train
+
+    hub = _hub_like({"train": ["a", "b", None] * 10})
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: hub)
+    with pytest.raises(CnnvitError, match="10 of 30 images without a label"):
+        prepare_data(DataConfig(dataset="someone/half-labelled", label_column="kind"))
 
 
 def test_idx_labels_need_not_start_at_zero(idx_folder: Path) -> None:

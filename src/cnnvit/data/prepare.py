@@ -130,18 +130,28 @@ class PreparedData:
 def _labels_and_names(
     dataset: datasets.DatasetDict, label_column: str
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Integer labels per split and the class names (from ClassLabel, else sorted values)."""
+    """Integer labels per split and the class names (from ClassLabel, else sorted values).
+
+    A missing label (None: a Parquet split without the label column reads so) becomes -1, the
+    ClassLabel marker for "no label", so it never turns into a class named "None".
+    """
     first = next(iter(dataset.values()))
     feature = first.features[label_column]
+    values = {s: d[label_column] for s, d in dataset.items()}
     if isinstance(feature, datasets.ClassLabel):
         names = list(feature.names)
-        return {s: np.asarray(d[label_column], dtype=np.int64) for s, d in dataset.items()}, names
-    values = {s: list(d[label_column]) for s, d in dataset.items()}
-    names = sorted({str(v) for vs in values.values() for v in vs}, key=_natural_key)
-    index = {name: i for i, name in enumerate(names)}
-    return {
-        s: np.asarray([index[str(v)] for v in vs], dtype=np.int64) for s, vs in values.items()
-    }, names
+
+        def code(value: Any) -> int:
+            return -1 if value is None else int(value)
+    else:
+        present = {str(v) for vs in values.values() for v in vs if v is not None}
+        names = sorted(present, key=_natural_key)
+        index = {name: i for i, name in enumerate(names)}
+
+        def code(value: Any) -> int:
+            return -1 if value is None else index[str(value)]
+
+    return {s: np.asarray([code(v) for v in vs], dtype=np.int64) for s, vs in values.items()}, names
 
 
 def _natural_key(text: str) -> tuple[int, Any]:
@@ -216,8 +226,13 @@ def prepare_data(config: DataConfig) -> PreparedData:
     image_column, label_column = find_columns(loaded[next(iter(loaded))], config)
     labels, class_names = _labels_and_names(loaded, label_column)
     for split, values in list(labels.items()):
-        if len(values) and (values < 0).all():  # unlabelled (e.g. a hub test split of -1s)
+        if len(values) and (values == -1).all():  # unlabelled (e.g. a hub test split of -1s)
             del labels[split], loaded[split]
+        elif (values == -1).any():
+            raise CnnvitError(
+                f"split '{split}' has {int((values == -1).sum())} of {len(values)} images without "
+                "a label: label them, remove them, or check --label-column"
+            )
         elif len(values) and (values.min() < 0 or values.max() >= len(class_names)):
             raise CnnvitError(
                 f"split '{split}' has labels outside 0..{len(class_names) - 1}: "
