@@ -2,7 +2,9 @@
 
 For each size (1x, 2x, 4x a base number of images, a generated folder of PNGs, 10 classes) and
 each mode (`cache`: decoded images in the on-disk memmap cache, the default; `memory`:
-`CNNVIT_CACHE=off`, one in-memory tensor as before), a fresh worker process decodes the folder
+`CNNVIT_CACHE=off`, one in-memory tensor as before; `stream`: the folder read with
+`--streaming`, spooled to a fresh `datasets` cache, then the memmap cache), a fresh worker
+process decodes the folder
 and trains the CNN of the nano pair for one epoch, while a thread samples its memory every
 10 ms through psutil. It reports the peak resident set (RSS, which also counts the cache's
 file pages the process has touched: page cache the kernel can drop and re-read) and the peak
@@ -13,6 +15,7 @@ images per second.
     python benchmarks/memory.py                       # 1x, 2x, 4x of 3000 images at 32 px
     python benchmarks/memory.py --base 500 --scales 1,4 --image-size 64 --threads 1
     python benchmarks/memory.py --base 1500 --image-size 128 --no-train   # decoding only
+    python benchmarks/memory.py --modes cache,stream --no-train            # streaming too
 """
 
 from __future__ import annotations
@@ -83,7 +86,13 @@ class Sampler:
 
 
 def worker(
-    folder: Path, image_size: int, batch_size: int, precision: str, threads: int, train: bool
+    folder: Path,
+    image_size: int,
+    batch_size: int,
+    precision: str,
+    threads: int,
+    train: bool,
+    streaming: bool = False,
 ) -> dict:
     """Decode `folder` and train the nano CNN one epoch; memory and speed figures."""
     # Everything imported before the baseline is read, so import costs are not counted.
@@ -106,7 +115,7 @@ def worker(
     runtime = resolve_runtime("cpu", precision)
     with sampler:
         started = time.perf_counter()
-        data = prepare_data(DataConfig(dataset=str(folder)))
+        data = prepare_data(DataConfig(dataset=str(folder), streaming=streaming))
         built = build_model("convnext-nano", "cnn", data.class_names, image_size, runtime.attention)
         images = data.tensors("train", built.processor)
         validation = data.tensors("validation", built.processor)
@@ -154,7 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=int, default=3000, help="images at 1x")
     parser.add_argument("--scales", default="1,2,4")
-    parser.add_argument("--modes", default="cache,memory")
+    parser.add_argument("--modes", default="cache,memory", help="cache, memory, stream")
     parser.add_argument("--image-size", type=int, default=32, help="model input and PNG size")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="fp32", help="fp32, bf16 or auto")
@@ -162,11 +171,12 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="decode only, no training")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--streaming", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         figures = worker(
             Path(args.worker), args.image_size, args.batch_size, args.precision, args.threads,
-            not args.no_train,
+            not args.no_train, args.streaming,
         )  # fmt: skip
         print(json.dumps(figures))
         return
@@ -177,12 +187,14 @@ def main() -> None:
             for mode in args.modes.split(","):
                 env = dict(os.environ)
                 # A fresh cache per run: every run decodes, so the decode peak is measured too.
-                env["CNNVIT_CACHE"] = "off" if mode == "memory" else f"{temp}/cache-{scale}"
+                env["CNNVIT_CACHE"] = "off" if mode == "memory" else f"{temp}/{mode}-{scale}"
+                env["HF_DATASETS_CACHE"] = f"{temp}/datasets-{mode}-{scale}"  # a fresh spool
                 done = subprocess.run(
                     [sys.executable, __file__, "--worker", str(folder),
                      "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
                      "--precision", args.precision, "--threads", str(args.threads),
-                     *(["--no-train"] if args.no_train else [])],
+                     *(["--no-train"] if args.no_train else []),
+                     *(["--streaming"] if mode == "stream" else [])],
                     env=env, capture_output=True, text=True, check=False,
                 )  # fmt: skip
                 if done.returncode:
