@@ -81,7 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--presets", default=None, help="comma-separated preset names (instead of --pairs)"
     )
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--epochs",
+        default="2",
+        help="epochs per run; several, comma-separated (2,10), make one "
+        "table with a row per model and epoch count",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -106,7 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for size in args.pairs.split(","):
         if size not in sizes:
             parser.error(f"--pairs: unknown size '{size}' (known: {', '.join(sorted(sizes))})")
-    if args.epochs < 1 or args.repeats < 1 or args.threads < 1:
+    try:
+        args.epoch_list = [int(e) for e in str(args.epochs).split(",")]
+    except ValueError:
+        parser.error(f"--epochs: whole numbers separated by commas, not {args.epochs!r}")
+    args.epochs = args.epoch_list[0]  # what a worker runs (the driver passes one value each)
+    if min(args.epoch_list) < 1 or args.repeats < 1 or args.threads < 1:
         parser.error("--epochs, --repeats and --threads must be at least 1")
     return args
 
@@ -376,18 +386,23 @@ def run_driver(args: argparse.Namespace, argv: list[str]) -> None:
         ]
     )
     sides = tuple(args.sides.split(","))
-    runs: dict[str, list[dict]] = {model: [] for model in models}
+    # One table row per model, or per model and epoch count when several are given.
+    several = len(args.epoch_list) > 1
+    rows = [(m, e, f"{m}, {e} epochs" if several else m) for e in args.epoch_list for m in models]
+    runs: dict[str, list[dict]] = {label: [] for _, _, label in rows}
     with tempfile.TemporaryDirectory(prefix="cnnvit-bench-") as tmp:
         folder = Path(tmp)
         peaks = spawn(args, "peak", None, folder)["matmul_peak_flops"]
         for repeat in range(args.repeats):
             order = sides if repeat % 2 == 0 else sides[::-1]  # alternate who goes first
-            for model in models:
+            for model, epochs, label in rows:
                 for side in order:
-                    say(f"== repeat {repeat + 1}/{args.repeats}: {model}, {side}")
-                    result = spawn(args, side, model, folder)
-                    runs[model].append({"side": side, "repeat": repeat, **result})
-    summary = {model: summarise(model_runs, peaks) for model, model_runs in runs.items()}
+                    say(f"== repeat {repeat + 1}/{args.repeats}: {label}, {side}")
+                    run_args = argparse.Namespace(**{**vars(args), "epochs": epochs})
+                    result = spawn(run_args, side, model, folder)
+                    runs[label].append({"side": side, "repeat": repeat, "epochs": epochs,
+                                        **result})  # fmt: skip
+    summary = {label: summarise(label_runs, peaks) for label, label_runs in runs.items()}
     env = environment(resolve_device("auto"))
     import accelerate
     import datasets
@@ -397,8 +412,17 @@ def run_driver(args: argparse.Namespace, argv: list[str]) -> None:
     config = train_config(args)
     report = {
         "command": " ".join([Path(sys.executable).name, *argv]),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "model", "result")},
-        "recipe": {**config.__dict__, "peer_eval_batch_size": config.batch_size},
+        "settings": {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("worker", "model", "result", "epoch_list")
+        }
+        | {"epochs": args.epoch_list},
+        "recipe": {
+            **config.__dict__,
+            "epochs": args.epoch_list,
+            "peer_eval_batch_size": config.batch_size,
+        },  # fmt: skip
         "environment": env,
         "matmul_peak_flops": peaks,
         "summary": summary,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -67,32 +68,38 @@ def test_output_paths_never_overwrite(tmp_path: Path) -> None:
 def test_benchmark_end_to_end_tiny(tmp_path: Path) -> None:
     out = tmp_path / "results"
     # One thread: the test stays fast and steady on a small, shared machine.
-    # One model, all three sides: plain recipe, same-recipe peer, cnnvit.
-    flags = "--dataset digits --presets resnet-nano --epochs 1 --repeats 1 --max-train-samples 200"
-    flags += " --max-eval-samples 100 --image-size 16 --threads 1 --sides plain,peer,cnnvit"
-    flags += " --lr 5e-4"  # the peer has no tuner: it needs a number
+    # One model, all three sides (plain recipe, same-recipe peer, cnnvit), two epoch counts.
+    flags = "--dataset digits --presets resnet-nano --epochs 1,3 --repeats 1"
+    flags += " --max-train-samples 200 --max-eval-samples 100 --image-size 16 --threads 1"
+    flags += " --sides plain,peer,cnnvit --lr 5e-4"  # the peer has no tuner: it needs a number
     cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), *flags.split()]
     cmd += ["--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
-    models = ["resnet-nano"]
-    assert sorted(report["summary"]) == models
-    for model in models:
-        summary = report["summary"][model]
+    labels = ["resnet-nano, 1 epochs", "resnet-nano, 3 epochs"]
+    assert sorted(report["summary"]) == labels
+    for label in labels:
+        summary = report["summary"][label]
         for side in ("plain", "peer", "cnnvit"):
             figures = summary[side]
             assert figures["train_images_per_second"] > 0
             assert figures["eval_images_per_second"] > 0
             assert 0 <= figures["test_accuracy"] <= 1
             assert 0 < figures["mfu"] <= 1.0  # above the measured peak is impossible
-        assert len(report["runs"][model]) == 3  # one repeat, three sides
+        assert len(report["runs"][label]) == 3  # one repeat, three sides
         assert summary["cnnvit"]["lr"] == 5e-4 and summary["plain"]["lr"] == 1e-3
         plain_points = 100 * (
             summary["cnnvit"]["test_accuracy"] - summary["plain"]["test_accuracy"]
         )
         assert summary["accuracy_vs_plain_points"] == pytest.approx(plain_points)
+    # Each row's worker trained its own epoch count: the budget rule saw 1 and 3 epochs.
+    strengths = [
+        next(r for r in report["runs"][label] if r["side"] == "cnnvit")["recipe"]["strength"]
+        for label in labels
+    ]
+    assert strengths == [0.0, pytest.approx(math.log(1.5) / math.log(10))]
     table = (out / "benchmark.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "nano" in line]
-    assert [row.split("|")[1].strip() for row in rows] == models
+    assert [row.split("|")[1].strip() for row in rows] == labels
     assert "matmul peak" in table
