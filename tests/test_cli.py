@@ -112,6 +112,17 @@ def test_fp16_on_a_cpu_ends_the_command_with_one_line(
     assert "Traceback" not in err
 
 
+def test_compare_json_prints_json_on_failure_too(capsys: pytest.CaptureFixture, tmp_path: Path):
+    import json
+
+    code = main(["compare", "--json", "--dataset", str(tmp_path / "missing"),
+                 "--output-dir", str(tmp_path / "run")])  # fmt: skip
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert code == 1 and summary["status"] == "error" and "not found" in summary["error"]
+    assert summary["error"] in captured.err  # the same one line on stderr
+
+
 def test_version_names_cnnvit_torch_and_transformers(capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])

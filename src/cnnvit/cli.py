@@ -218,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except CnnvitError as err:
         print(f"cnnvit: error: {err}", file=sys.stderr)
+        if args.command == "compare" and args.json:  # a script reading stdout still gets JSON
+            import json
+
+            print(json.dumps({"status": "error", "error": str(err)}))
         return 1
     except KeyboardInterrupt:
         print("cnnvit: interrupted", file=sys.stderr)
