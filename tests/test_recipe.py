@@ -23,7 +23,14 @@ from cnnvit.models import build_model
 from cnnvit.runtime import make_accelerator, place_model, resolve_runtime
 from cnnvit.training import train_model
 from cnnvit.training.recipe import budget_strength, regularisation_for, resolve_recipe
-from cnnvit.training.tuning import GRIDS, KEEP, tune_learning_rate, tuning_budget
+from cnnvit.training.tuning import (
+    GRIDS,
+    KEEP,
+    rank_trials,
+    trial_warmup,
+    tune_learning_rate,
+    tuning_budget,
+)
 
 EPOCHS = [1, 2, 3, 5, 8, 10, 15, 20, 40, 300]
 
@@ -129,7 +136,16 @@ def test_equal_counted_budgets_and_the_best_last_round_trial_wins(tiny: dict) ->
         assert tuned.images_used == sum(t["images_trained"] for t in tuned.trials)
         last = [t for t in tuned.trials if t["round"] == 2]
         best = max(last, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
-        assert tuned.chosen_lr == best["lr"]
+        chosen = next(t for t in last if t["lr"] == tuned.chosen_lr)
+        n = len(vit["validation"][1])
+
+        def within_se(t: dict, best: dict = best, n: int = n) -> bool:
+            p, q = best["val_accuracy"], t["val_accuracy"]
+            return p - q <= math.sqrt((p * (1 - p) + q * (1 - q)) / n)
+
+        # The chosen rate is the best, or the highest rate within one standard error of it.
+        assert within_se(chosen)
+        assert not [t for t in last if t["lr"] > chosen["lr"] and within_se(t)]
         assert set(tuned.to_dict()) >= {"chosen_lr", "trials", "images_used", "method", "reason"}
     assert cnn["result"].images_used == vit["result"].images_used
     assert [t["images_trained"] for t in cnn["result"].trials] == [
@@ -155,3 +171,92 @@ def test_a_number_for_lr_is_kept_and_train_model_refuses_auto(tiny: dict) -> Non
     with pytest.raises(CnnvitError, match="needs a number for lr"):
         train_model(model, preprocess, (images, labels), (images, labels), auto,
                     make_accelerator(runtime), runtime)  # fmt: skip
+
+
+def test_ranking_prefers_the_higher_rate_only_inside_one_standard_error() -> None:
+    trials = [
+        {"lr": 2.5e-4, "val_accuracy": 0.441, "val_loss": 1.557},
+        {"lr": 5e-4, "val_accuracy": 0.4305, "val_loss": 1.487},
+        {"lr": 1e-3, "val_accuracy": 0.300, "val_loss": 1.9},
+        {"lr": 2e-3, "val_accuracy": 0.290, "val_loss": 2.0},
+    ]
+    # On 2,000 images one standard error of the difference is about 1.6 points: 44.1% and
+    # 43.05% are tied, so the higher rate ranks first; 30% and 29% are tied too.
+    assert [t["lr"] for t in rank_trials(trials, 2000)] == [5e-4, 2.5e-4, 2e-3, 1e-3]
+    # On a million images the 1.05-point gap is real: plain accuracy order.
+    assert [t["lr"] for t in rank_trials(trials, 1_000_000)] == [2.5e-4, 5e-4, 1e-3, 2e-3]
+
+
+def test_trials_keep_the_full_runs_warmup_length_in_steps() -> None:
+    config = TrainConfig(epochs=10, batch_size=64)
+    # 150 steps of warm-up in the full run; a 47-step trial warms up for half of it (23 steps),
+    # a 300-step trial for the full 150.
+    assert trial_warmup(150, 3000, 1, config) * 47 == pytest.approx(23)
+    assert trial_warmup(150, 9600, 2, config) * 300 == pytest.approx(150)
+    assert trial_warmup(0, 640, 1, config) * 10 == pytest.approx(1)  # never the peak at step 1
+
+
+def test_the_tuner_hands_its_trials_the_full_runs_warmup(
+    tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnvit.training import tuning
+
+    seen: list[tuple[TrainConfig, int]] = []
+    real = tuning.train_model
+
+    def spy(model, preprocess, train, validation, config, *args, **kwargs):
+        seen.append((config, len(train[1])))
+        return real(model, preprocess, train, validation, config, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "train_model", spy)
+    tuned = _tune(tiny, "cnn")["result"]
+    n_train = len(tiny["data"].splits["train"].labels)
+    full_steps = math.ceil(n_train / 32) * 4  # _tune: 4 epochs at batch 32
+    full_warmup = round(full_steps * 0.1)  # the budget rule's 10% at 4 epochs
+    assert len(seen) == len(tuned.trials)
+    for config, images in seen:
+        steps = math.ceil(images / 32) * config.epochs
+        assert round(config.warmup_fraction * steps) == max(1, min(full_warmup, steps // 2))
+
+
+def test_overfitting_means_train_above_validation_by_two_standard_errors() -> None:
+    from cnnvit.training.recipe import overfitting
+
+    # se = sqrt(.95 * .05 / 1000 + .9 * .1 / 200) = 0.0223: a 5-point gap is over 2 se,
+    # a 3-point gap is not.
+    assert overfitting(0.95, 0.90, 1000, 200)
+    assert not overfitting(0.93, 0.90, 1000, 200)
+    assert not overfitting(0.80, 0.85, 1000, 200)  # validation ahead: underfitting
+    assert overfitting(0.93, 0.90, 100_000, 100_000)  # the same gap on many images is real
+
+
+def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(tiny: dict) -> None:
+    from cnnvit.training.recipe import overfitting
+
+    data, runtime = tiny["data"], tiny["runtime"]
+    built = build_model("resnet-nano", "cnn", data.class_names, 16, "eager", seed=0)
+    train = data.tensors("train", built.processor)
+    validation = data.tensors("validation", built.processor)
+    small = (train[0][:64], train[1][:64])  # 64 images: a model memorises them quickly
+    config = TrainConfig(epochs=8, batch_size=16, lr=3e-3, eval_batch_size=128)
+    assert resolve_recipe(config, 64).deferred  # 8 epochs: s > 0, both fields auto
+    model, preprocess = place_model(built, runtime)
+    result = train_model(model, preprocess, small, validation, config,
+                         make_accelerator(runtime), runtime, log=lambda line: None)  # fmt: skip
+    flags = [row["regularised"] for row in result.history]
+    assert flags[0] is False and True in flags, flags  # off at first, on before the end
+    switch = flags.index(True)
+    assert flags[switch:] == [True] * (len(flags) - switch)  # never off again
+    before = result.history[switch - 1]
+    assert overfitting(before["train_accuracy"], before["val_accuracy"], 64, len(validation[1]))
+    assert not any(
+        overfitting(r["train_accuracy"], r["val_accuracy"], 64, len(validation[1]))
+        for r in result.history[: switch - 1]
+    )
+    # A number for label smoothing: nothing is deferred, every epoch is regularised.
+    fixed = dataclasses.replace(config, label_smoothing=0.1, epochs=2)
+    model, preprocess = place_model(build_model("resnet-nano", "cnn", data.class_names, 16,
+                                                "eager", seed=0), runtime)  # fmt: skip
+    again = train_model(model, preprocess, small, validation, fixed, make_accelerator(runtime),
+                        runtime, log=lambda line: None)  # fmt: skip
+    assert [row["regularised"] for row in again.history] == [True, True]

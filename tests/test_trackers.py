@@ -12,7 +12,15 @@ from cnnvit.runs import load_run
 
 pytest.importorskip("tensorboard", reason="needs tensorboard (pip install -e .[dev])")
 
-LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+LOGGED = (
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "regularised",
+)
 
 
 def test_tensorboard_events_match_run_history(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -34,7 +42,7 @@ def test_tensorboard_events_match_run_history(tmp_path_factory: pytest.TempPathF
             assert [event.step for event in logged] == [row["epoch"] for row in history]
             # TensorBoard stores float32: equal to run.json's float64 up to that rounding.
             for event, row in zip(logged, history, strict=True):
-                assert event.value == pytest.approx(row[key], rel=1e-6, abs=1e-12)
+                assert event.value == pytest.approx(float(row[key]), rel=1e-6, abs=1e-12)
     # The learning rate follows the schedule (warm-up then cosine), so epochs differ.
     lrs = [e.value for e in events.Scalars("cnn/lr")]
     assert lrs[0] != lrs[1]

@@ -34,7 +34,7 @@ from ..evaluation import predict
 from ..measure import PeakMemory, synchronize
 from ..runtime import Runtime, images_per_second
 from .checkpoint import load_checkpoint, save_checkpoint
-from .recipe import resolve_recipe
+from .recipe import Recipe, overfitting, resolve_recipe
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -118,7 +118,8 @@ def train_model(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         model = torch.compile(model)
-    augment = recipe.augment_config(config.hflip)
+    # "auto" augmentation and label smoothing wait until the run overfits (recipe.py).
+    regularised = not recipe.deferred
     generator = torch.Generator().manual_seed(config.seed)
     # Augmentation draws differ between processes (one process: the same generator as ever).
     augment_generator = (
@@ -138,6 +139,7 @@ def train_model(
         generator.set_state(resumed["generator"])
         augment_generator.set_state(resumed["augment_generator"])
         first_epoch = len(history) + 1
+        regularised = _regularised_after(history, recipe, count, len(validation[1]))
         log(f"[{name}] resuming after epoch {len(history)} from {checkpoint_dir}")
         for row in history:
             if on_epoch is not None:
@@ -155,6 +157,8 @@ def train_model(
     with PeakMemory(device) as memory:
         for epoch in range(first_epoch, config.epochs + 1):
             model.train()
+            active = recipe if regularised else recipe.before_overfitting()
+            augment = active.augment_config(config.hflip)
             # The same permutation on every process (one seed); each takes its own slice.
             order = shard(torch.randperm(count, generator=generator), world, rank).to(device)
             # Sums stay on the device: reading them every step would stall a GPU.
@@ -168,7 +172,7 @@ def train_model(
                 y = train_y[index]
                 with runtime.autocast():
                     logits = model(pixel_values=x).logits.float()
-                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+                loss = F.cross_entropy(logits, y, label_smoothing=active.label_smoothing)
                 accelerator.backward(scaler.scale(loss))
                 if config.grad_clip_norm > 0:
                     scaler.unscale_(optimizer)
@@ -196,12 +200,14 @@ def train_model(
                 "val_accuracy": val_accuracy,
                 "seconds": seconds,
                 "lr": scheduler.get_last_lr()[0],
+                "regularised": regularised,
             }
             history.append(row)
+            regularised = _regularised_after(history, recipe, count, len(validation[1]))
             if on_epoch is not None:
                 on_epoch(row)
             if accelerator.trackers and tracker_prefix:
-                logged = {f"{tracker_prefix}/{k}": v for k, v in row.items() if k != "epoch"}
+                logged = {f"{tracker_prefix}/{k}": float(v) for k, v in row.items() if k != "epoch"}
                 accelerator.log(logged, step=epoch)
             if val_accuracy > best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
@@ -235,6 +241,21 @@ def train_model(
         # benchmark's peers measure it.
         train_images_per_second=images_per_second(count * len(history), sum(epoch_seconds)),
         peak_memory_mb=memory.peak_mb,
+    )
+
+
+def _regularised_after(
+    history: list[dict[str, float]], recipe: Recipe, n_train: int, n_val: int
+) -> bool:
+    """Whether the epoch after `history` trains with the deferred regularisation: it was on, or
+    the last epoch overfit (recipe.overfitting)."""
+    if not recipe.deferred:
+        return True
+    if not history:
+        return False
+    last = history[-1]
+    return bool(last.get("regularised")) or overfitting(
+        last["train_accuracy"], last["val_accuracy"], n_train, n_val
     )
 
 

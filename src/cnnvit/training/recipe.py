@@ -18,6 +18,18 @@ budget, because AdamW's decoupled decay already scales with the budget: each ste
 weights by lr x wd, so its total effect grows with the number of steps, and a second schedule
 on top would count the budget twice. A number given for any of these (`--label-smoothing 0.1`,
 `--augment-strength 1`, ...) fixes it; only fields left at "auto" follow the rule.
+
+Passes alone do not say when a model starts to memorise: that also depends on how large the
+training set is for the model. Measured on a 9,600-image Fashion-MNIST subset (BENCHMARKS.md),
+vit-micro was still underfitting after 10 epochs, and the s = 0.7 augmentation and smoothing
+cost it 6 points against no regularisation. So augmentation and label smoothing left at "auto"
+wait for the evidence: a run starts without them and switches them on, at strength s, from the
+epoch after the first one whose training accuracy (measured on that epoch's batches) exceeds
+its validation accuracy by more than two standard errors of the difference,
+sqrt(pt (1 - pt) / n_train + pv (1 - pv) / n_val): the model has started to fit its training
+images better than unseen ones. The training accuracy is a running average over an epoch in
+which the model improved, so it lags the model; the test is conservative. `overfitting` is that
+test; the loop records `regularised` in every epoch's history row.
 """
 
 from __future__ import annotations
@@ -49,6 +61,14 @@ class Recipe:
     weight_decay: float
     augment_strength: float  # 0: off; 1: AugmentConfig's default magnitudes
     rule: str  # one line: how these values were chosen
+    # Label smoothing and augmentation wait until the run overfits (both were "auto", s > 0).
+    deferred: bool = False
+
+    def before_overfitting(self) -> Recipe:
+        """The recipe a run follows until it overfits: without what is deferred."""
+        if not self.deferred:
+            return self
+        return dataclasses.replace(self, label_smoothing=0.0, augment_strength=0.0)
 
     def augment_config(self, hflip: bool = False) -> AugmentConfig | None:
         """The augmentation at this strength: AugmentConfig's magnitudes scaled by it."""
@@ -98,6 +118,7 @@ def regularisation_for(
     def pick(value: float | str, automatic: float) -> float:
         return automatic if value == AUTO else float(value)
 
+    deferred = s > 0 and label_smoothing == AUTO and augment_strength == AUTO
     return Recipe(
         strength=s,
         warmup_fraction=pick(warmup_fraction, auto_warmup),
@@ -109,7 +130,14 @@ def regularisation_for(
             f"{LONG_EPOCHS:g}, log-linear between); label smoothing 0.1 s, augmentation at s "
             "times its full magnitudes, warm-up 10% of steps capped at 2 epochs, weight decay "
             "0.05; values given as numbers are kept"
+            + (
+                "; label smoothing and augmentation start once training accuracy exceeds "
+                "validation accuracy by more than two standard errors"
+                if deferred
+                else ""
+            )
         ),
+        deferred=deferred,
     )
 
 
@@ -130,6 +158,16 @@ def resolve_recipe(config: TrainConfig, n_train: int) -> Recipe:
     if not config.augment:
         recipe = dataclasses.replace(recipe, augment_strength=0.0)
     return recipe
+
+
+def overfitting(train_accuracy: float, val_accuracy: float, n_train: int, n_val: int) -> bool:
+    """True when training accuracy exceeds validation accuracy by more than two standard errors
+    of the difference (see the module docstring)."""
+    if n_train < 1 or n_val < 1:
+        return False
+    pt, pv = train_accuracy, val_accuracy
+    se = math.sqrt(pt * (1 - pt) / n_train + pv * (1 - pv) / n_val)
+    return pt - pv > 2 * se
 
 
 def fixed_recipe_config(config: TrainConfig, recipe: Recipe, **changes: Any) -> TrainConfig:

@@ -12,11 +12,26 @@ So each family gets a log grid of four rates a factor of two apart, the ViT's an
 fine-tuned). The grids share three rates, so two families that want the same rate can both get
 it. The rate is chosen by successive halving: every rate trains a short run of L
 images from the model's initial weights, the best two train again for 2L, and the best of those
-wins. Trials are ranked by validation accuracy, ties by validation loss. Each trial uses the
-full run's regularisation and its warm-up + cosine schedule compressed to the trial's length.
-L depends only on the training budget (epochs x training images) and the batch size, so both
-models get exactly the same tuning budget, recorded as `images_used`. The tuner receives the
-training and validation tensors only: it never sees test data.
+wins. L depends only on the training budget (epochs x training images) and the batch size, so
+both models get exactly the same tuning budget, recorded as `images_used`. The tuner receives
+the training and validation tensors only: it never sees test data.
+
+A trial is a few percent of the real run, and short trials are biased towards low rates
+(short-horizon bias, Wu et al. 2018, "Understanding short-horizon bias in stochastic
+meta-optimization"): a low rate makes quick early progress that a high rate may overtake later
+in a long run. Two rules counter it:
+- Warm-up keeps its real length. Each trial follows the start of the full run: its
+  regularisation before the run overfits (recipe.py) and its warm-up length in steps (at most
+  half the trial), then decays by the cosine to zero. Compressing the
+  warm-up with the trial would start a high rate after a handful of steps, a harsher test than
+  the real run sets it.
+- The one-standard-error rule, towards the higher rate. Trials are ranked by validation accuracy
+  (ties by validation loss), but a rate whose accuracy is within one standard error of the
+  best's counts as tied with it, and among tied rates the highest ranks first. The standard
+  error is that of the difference of two accuracies on the n validation images,
+  sqrt((p1 (1 - p1) + p2 (1 - p2)) / n). This is the classic rule of choosing, within one
+  standard error of the best, the candidate that errs on the side a known bias favours
+  (Breiman et al. 1984; Hastie et al., "The Elements of Statistical Learning", 7.10).
 """
 
 from __future__ import annotations
@@ -123,11 +138,19 @@ def tune_learning_rate(
     lengths = trial_images(config.epochs, n_train, config.batch_size)
     trials: list[dict[str, Any]] = []
     candidates = grid
+    n_val = len(validation[1])
+    full_warmup = round(math.ceil(n_train / config.batch_size) * config.epochs
+                        * recipe.warmup_fraction)  # fmt: skip
     for round_number, images in enumerate(lengths, start=1):
         subset, epochs = _trial_split(train, images, config.seed + 1)
+        # A trial is the start of the run: before it overfits (recipe.py), with its warm-up.
+        trial_recipe = dataclasses.replace(
+            recipe.before_overfitting(),
+            warmup_fraction=trial_warmup(full_warmup, len(subset[1]), epochs, config),
+        )
         for lr in candidates:
             model, preprocess = make_model()
-            trial_config = fixed_recipe_config(config, recipe, epochs=epochs, lr=lr)
+            trial_config = fixed_recipe_config(config, trial_recipe, epochs=epochs, lr=lr)
             result = train_model(
                 model, preprocess, subset, validation, trial_config, accelerator, runtime,
                 name=f"{name} lr {lr:g}", log=lambda line: None,
@@ -147,12 +170,10 @@ def tune_learning_rate(
             )
             del model, result
             accelerator.free_memory()  # drop accelerate's references to the trial's objects
-        ranked = sorted(
-            (t for t in trials if t["round"] == round_number),
-            key=lambda t: (-t["val_accuracy"], t["val_loss"]),
-        )
+        ranked = rank_trials([t for t in trials if t["round"] == round_number], n_val)
         candidates = [t["lr"] for t in ranked[:KEEP]]
     winner = ranked[0]
+    best = max(ranked, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
     used = sum(t["images_trained"] for t in trials)
     first, second = lengths
     return TuningResult(
@@ -163,12 +184,55 @@ def tune_learning_rate(
             f"successive halving on the validation split: {len(grid)} learning rates "
             f"({', '.join(f'{lr:g}' for lr in grid)}) trained for {first} images each from the "
             f"same initial weights, the best {KEEP} again for {second}; ranked by validation "
-            "accuracy, ties by validation loss; trials use the full run's regularisation and "
-            "its schedule compressed to their length"
+            "accuracy (ties by validation loss), rates within one standard error of the best "
+            "counted as tied and the highest of them ranked first (short trials favour low "
+            "rates); trials use the start of the full run's recipe (its regularisation before "
+            "overfitting and its warm-up length in steps, at most half the trial), then a "
+            "cosine decay to their end"
         ),
-        reason=(
-            f"lr {winner['lr']:g} had the best validation accuracy in the last round "
-            f"({winner['val_accuracy']:.2%}, loss {winner['val_loss']:.4f}); "
-            f"{used} training images spent on tuning"
-        ),
+        reason=_reason(winner, best, n_val) + f"; {used} training images spent on tuning",
+    )
+
+
+def trial_warmup(full_warmup_steps: int, images: int, epochs: int, config: TrainConfig) -> float:
+    """A trial's warm-up fraction: the full run's warm-up steps, at most half the trial's."""
+    steps = max(1, math.ceil(images / config.batch_size) * epochs)
+    return max(1, min(full_warmup_steps, steps // 2)) / steps
+
+
+def accuracy_difference_se(p1: float, p2: float, n: int) -> float:
+    """Standard error of the difference of two accuracies measured on the same n images."""
+    return math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / max(n, 1))
+
+
+def rank_trials(trials: list[dict[str, Any]], n_val: int) -> list[dict[str, Any]]:
+    """Trials best first by the one-standard-error rule towards the higher rate (module doc).
+
+    Repeatedly: the best remaining trial by validation accuracy (ties by loss) and every trial
+    within one standard error of it are tied; the highest rate among them goes next.
+    """
+    remaining = sorted(trials, key=lambda t: (-t["val_accuracy"], t["val_loss"]))
+    ordered: list[dict[str, Any]] = []
+    while remaining:
+        top = remaining[0]
+        tied = [
+            t for t in remaining
+            if top["val_accuracy"] - t["val_accuracy"]
+            <= accuracy_difference_se(top["val_accuracy"], t["val_accuracy"], n_val)
+        ]  # fmt: skip
+        pick = max(tied, key=lambda t: t["lr"])
+        ordered.append(pick)
+        remaining.remove(pick)
+    return ordered
+
+
+def _reason(winner: dict[str, Any], best: dict[str, Any], n_val: int) -> str:
+    said = f"({winner['val_accuracy']:.2%}, loss {winner['val_loss']:.4f})"
+    if winner is best:
+        return f"lr {winner['lr']:g} had the best validation accuracy in the last round {said}"
+    se = accuracy_difference_se(best["val_accuracy"], winner["val_accuracy"], n_val)
+    return (
+        f"lr {winner['lr']:g} {said} was within one standard error ({se:.2%}) of the best "
+        f"last-round accuracy (lr {best['lr']:g}, {best['val_accuracy']:.2%}) on {n_val} "
+        "validation images, and the higher rate is preferred (short trials favour low rates)"
     )
