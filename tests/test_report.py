@@ -206,6 +206,27 @@ def test_per_family_learning_rates(tmp_path: Path, tiny_run: Path) -> None:
     assert "same learning rate" not in text
 
 
+def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Path) -> None:
+    run = make_run(tmp_path, tiny_run)
+
+    def deferred(record: dict) -> None:
+        for family, flags in (("cnn", [False] * 4), ("vit", [False, False, True, True])):
+            model = record["models"][family]
+            model["recipe"] = {"deferred": True, "strength": 0.5}
+            model["training"].update(label_smoothing=0.05, augment_strength=0.5,
+                                     warmup_fraction=0.1, weight_decay=0.05)  # fmt: skip
+            for row, flag in zip(model["history"], flags, strict=True):
+                row["regularised"] = flag
+
+    _edit(run, deferred)
+    build_report(run)
+    text = (run / "report.md").read_text()
+    used = "label smoothing and augmentation used"
+    row = next(line for line in text.splitlines() if used in line)
+    assert "CNN: never (it did not overfit)" in row and "ViT: from epoch 3" in row
+    assert "| label smoothing | 0.05 |" in text and "strength 0.50" in text
+
+
 def test_not_a_run_raises(tmp_path: Path) -> None:
     with pytest.raises(CnnvitError, match="no run.json"):
         build_report(tmp_path)

@@ -160,6 +160,34 @@ def _content(f: RunFacts, pngs: dict[str, bytes]) -> list[Block]:
     ]
 
 
+def _per_model(f: RunFacts, path: str, spec: str, configured: object) -> str:
+    """A resolved recipe value from the model records: one value, or one per model."""
+    values = {k: show(lookup(m, path), spec) for k, m in f.models.items() if lookup(m, path)
+              is not None}  # fmt: skip
+    if not values:
+        return str(configured)  # a run from before the recipe was recorded per model
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return ", ".join(f"{v} ({ROLE[k]})" for k, v in values.items())
+
+
+def _regularised_from(f: RunFacts) -> str:
+    """From which epoch each model trained with label smoothing and augmentation ("auto" ones
+    wait until the model overfits: training/recipe.py)."""
+    said = {}
+    for family, m in f.models.items():
+        flags = [row.get("regularised") for row in m.get("history") or []]
+        if not lookup(m, "recipe.deferred"):
+            said[family] = "every epoch"
+        elif True in flags:
+            said[family] = f"from epoch {flags.index(True) + 1} (after it began to overfit)"
+        else:
+            said[family] = "never (it did not overfit)"
+    if len(set(said.values())) == 1:
+        return next(iter(said.values()), "n/a")
+    return "; ".join(f"{ROLE[k]}: {v}" for k, v in said.items())
+
+
 def _setup(f: RunFacts) -> list[Block]:
     t = f.config.train
     names = f.class_names
@@ -192,13 +220,18 @@ def _setup(f: RunFacts) -> list[Block]:
     augment = ("random affine" if t.augment else "none") + (
         " + horizontal flips" if t.hflip else ""
     )
+    strength = _per_model(f, "training.augment_strength", ".2f", t.augment_strength)
     recipe = [
         ("epochs", t.epochs),
         ("batch size", t.batch_size),
-        ("weight decay (AdamW)", t.weight_decay),
-        ("warmup", f"{show(t.warmup_fraction, 'pct')} of steps"),
-        ("label smoothing", t.label_smoothing),
-        ("augmentation", augment),
+        ("weight decay (AdamW)", _per_model(f, "training.weight_decay", "g", t.weight_decay)),
+        (
+            "warmup",
+            f"{_per_model(f, 'training.warmup_fraction', 'pct', t.warmup_fraction)} of steps",
+        ),
+        ("label smoothing", _per_model(f, "training.label_smoothing", "g", t.label_smoothing)),
+        ("augmentation", augment if not t.augment else f"{augment}, strength {strength}"),
+        ("label smoothing and augmentation used", _regularised_from(f)),
         ("precision", " / ".join(sorted(precision)) or "n/a"),
         ("device", lookup(f.extra, "resolved.device", "n/a")),
         ("split seed / training seed", f"{f.config.data.split_seed} / {t.seed}"),
