@@ -11,8 +11,10 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         (prepare_seconds, total_seconds), models: {"cnn": {...}, "vit": {...}}
                         with per model status (pending | training | complete | failed), name,
                         family, source, pretrained, params, flops_per_image, image_size,
-                        history (one row per epoch: train/val loss and accuracy, seconds, lr),
-                        best_epoch, training (recipe and runtime as used), test (accuracy,
+                        history (one row per epoch: train/val loss and accuracy, seconds, lr,
+                        regularised: whether label smoothing and augmentation were on),
+                        best_epoch, tuning (every learning-rate trial), recipe (the budget
+                        rule's values), training (recipe and runtime as used), test (accuracy,
                         top-5, macro F1, loss, per-class, confusion matrix), efficiency (train
                         seconds and images/s, inference images/s, batch-1 latency, peak
                         memory); comparison (paired McNemar counts on the test split) once both
