@@ -132,3 +132,29 @@ def test_a_failing_ray_cell_reports_its_own_one_line_error(local_ray: Any, tmp_p
     assert "no-such-folder" in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "run").exists()  # nothing was created for the failed cell
     assert (tmp_path / "bad.log").read_text().startswith("=== ")
+
+
+def test_each_ray_cell_gets_the_cpus_asked_and_an_impossible_gpu_is_refused(
+    local_ray: Any, tmp_path: Path
+) -> None:
+    def assigned(job: CellJob) -> str:  # defined here: Ray pickles it by value
+        import ray as ray_module
+
+        resources = ray_module.get_runtime_context().get_assigned_resources()
+        Path(job.output).write_text(json.dumps({"resources": resources}))
+        return job.output
+
+    job = CellJob(
+        cell_id="two-cpus", recipe={}, settings={}, output=str(tmp_path / "assigned.json"),
+        log_path=str(tmp_path / "cell.log"), workdir=str(tmp_path),
+    )  # fmt: skip
+    done: list[Any] = []
+    RayExecutor(num_cpus=2).run([job], assigned, lambda cell_id: None,
+                                lambda *event: done.append(event))  # fmt: skip
+    assert done[0][3] is None
+    assert json.loads((tmp_path / "assigned.json").read_text())["resources"] == {"CPU": 2.0}
+    # This Ray instance has no GPU: a GPU cell would wait forever, so it is refused up front.
+    with pytest.raises(CnnvitError, match="asks Ray for 1 GPU.*the cluster has 0"):
+        RayExecutor(num_gpus=1).run([job], assigned, lambda cell_id: None, lambda *e: None)
+    with pytest.raises(CnnvitError, match="--cell-cpus must be above 0"):
+        RayExecutor(num_cpus=0)

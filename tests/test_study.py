@@ -236,3 +236,18 @@ def test_bad_study_settings_are_one_line_errors(values: dict[str, Any], message:
     with pytest.raises(CnnvitError, match=message):
         build_study_config(values)
     assert parse_fractions("25%, 0.5") == (0.25, 0.5)
+
+
+def test_a_new_study_whose_data_fails_leaves_no_folder_but_an_existing_one_is_kept(
+    tmp_path: Path,
+) -> None:
+    missing = str(tmp_path / "no-such-data")
+    made_here = tmp_path / "new-study"
+    with pytest.raises(CnnvitError, match="not found"):
+        study(output=str(made_here), dataset=missing)
+    assert not made_here.exists()  # nothing left behind, not even the lock
+    yours = tmp_path / "yours"
+    yours.mkdir()  # an empty folder the user made: used, and never removed
+    with pytest.raises(CnnvitError, match="not found"):
+        study(output=str(yours), dataset=missing)
+    assert yours.is_dir()

@@ -233,6 +233,12 @@ class StudyConfig:
         "cluster RAY_ADDRESS names (pip install 'cnnvit[ray]'; workers share this filesystem)",
         choices=STUDY_EXECUTORS,
     )
+    cell_cpus: float = _opt(
+        1.0, "CPUs Ray reserves for each cell under --executor ray (the cell's torch threads)"
+    )
+    cell_gpus: float = _opt(
+        0.0, "GPUs Ray reserves for each cell under --executor ray (0.5: two cells share one GPU)"
+    )
     output: str | None = _opt(
         None, "study directory to create, or to continue if it holds this study "
         "(default: studies/<time>-<dataset>)", flag="output_dir", aliases=("output_dir",),

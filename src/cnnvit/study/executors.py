@@ -107,16 +107,26 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Every cell as one Ray task (`num_cpus` each), on the cluster at `address`.
+    """Every cell as one Ray task (`num_cpus` and `num_gpus` each), on the cluster at `address`.
 
     `address` None means the `RAY_ADDRESS` environment variable, else a new local Ray instance;
     a Ray already initialised in this process (ray.init) is used as it is and left running.
+    Ray gives a task OMP_NUM_THREADS = its CPUs (torch's threads; unless the driver set it) and
+    CUDA_VISIBLE_DEVICES = its GPUs, so a cell's `--device auto` trains on the GPU it was given.
     """
 
     name = "ray"
 
-    def __init__(self, num_cpus: float = 1, address: str | None = None) -> None:
+    def __init__(
+        self, num_cpus: float = 1, address: str | None = None, num_gpus: float = 0
+    ) -> None:
+        if not num_cpus > 0 or not num_gpus >= 0:
+            raise CnnvitError(
+                f"--cell-cpus must be above 0 and --cell-gpus at least 0, not {num_cpus} and "
+                f"{num_gpus}"
+            )
         self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
         self.address = address
 
     def run(
@@ -141,9 +151,15 @@ class RayExecutor:
                     f"cannot start or reach Ray at {address or 'a new local instance'} ({first}):"
                     " check RAY_ADDRESS (e.g. ray://HEAD:10001 or auto)"
                 ) from None
+        try:
+            self._check_resources(ray.cluster_resources())
+        except CnnvitError:
+            if owned:
+                ray.shutdown()
+            raise
         # No retries: a cell that fails fails the same way again, and a retried cell would find
         # its own half-written run directory (compare never overwrites a run).
-        task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_timed)
+        task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_timed)
         pending: dict[Any, CellJob] = {}
         try:
             for job in jobs:
@@ -171,11 +187,22 @@ class RayExecutor:
             if owned:
                 ray.shutdown()
 
+    def _check_resources(self, cluster: dict[str, float]) -> None:
+        """Refuse a cell size no node of the cluster has: Ray would queue it forever."""
+        for kind, wanted, flag in (("CPU", self.num_cpus, "--cell-cpus"),
+                                   ("GPU", self.num_gpus, "--cell-gpus")):  # fmt: skip
+            have = cluster.get(kind, 0.0)
+            if wanted > have:
+                raise CnnvitError(
+                    f"each cell asks Ray for {wanted:g} {kind}(s) but the cluster has {have:g}: "
+                    f"lower {flag} or add {kind} nodes"
+                )
 
-def make_executor(name: str) -> LocalExecutor | RayExecutor:
-    """The executor called `name` ("local" or "ray")."""
+
+def make_executor(name: str, cpus: float = 1, gpus: float = 0) -> LocalExecutor | RayExecutor:
+    """The executor called `name` ("local" or "ray"; a Ray cell reserves `cpus` and `gpus`)."""
     if name == "local":
         return LocalExecutor()
     if name == "ray":
-        return RayExecutor()
+        return RayExecutor(num_cpus=cpus, num_gpus=gpus)
     raise CnnvitError(f"--executor must be one of {', '.join(STUDY_EXECUTORS)}, not '{name}'")

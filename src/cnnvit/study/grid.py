@@ -261,11 +261,12 @@ def expand_grid(config: StudyConfig, n_split: int) -> list[Cell]:
 def grid_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """What differs between two studies' recipes (flat keys), e.g. ["epochs: 6 there, 8 here"].
 
-    The grid (seeds, fractions, pairs), `quick`, `output` and `executor` (where cells train, not
-    what they compute) may differ: a study continued with more seeds or fractions grows;
-    everything a cell's result depends on may not.
+    The grid (seeds, fractions, pairs), `quick`, `output` and the executor with its resources
+    per cell (where cells train, not what they compute) may differ: a study continued with more
+    seeds or fractions grows; everything a cell's result depends on may not.
     """
-    ignore = {"seeds", "fractions", "pairs", "quick", "output", "executor", "compare"}
+    ignore = {"seeds", "fractions", "pairs", "quick", "output", "executor", "cell_cpus",
+              "cell_gpus", "compare"}  # fmt: skip
     out = [
         f"{key}: {saved.get(key)!r} there, {wanted.get(key)!r} here"
         for key in sorted(set(saved) | set(wanted))

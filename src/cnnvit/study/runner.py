@@ -28,8 +28,8 @@ from ..errors import CnnvitError
 from ..evidence.stats import mcnemar_exact_p
 from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
 from ..runs import load_run, read_json, write_json
-from ..runs.lock import RunLock
-from .executors import CellJob, make_executor, run_cell
+from ..runs.lock import HOLDER_NAME, LOCK_NAME, RunLock
+from .executors import CellJob, LocalExecutor, RayExecutor, make_executor, run_cell
 from .grid import Cell, build_study_config, expand_grid, grid_differences, study_values
 
 DEFAULT_STUDIES_ROOT = Path("studies")
@@ -274,11 +274,38 @@ class _Progress:
 
 def run_study(config: StudyConfig) -> Path:
     """Train every cell of the study that is not complete; returns the study directory."""
+    # An unknown name or a bad resource count creates nothing.
+    executor = make_executor(config.executor, config.cell_cpus, config.cell_gpus)
+    existed = bool(config.output) and Path(config.output).expanduser().exists()
+    config, study_dir, saved = _open(config)
+    try:
+        return _run_locked(config, study_dir, saved, executor)
+    except BaseException:
+        if not existed:  # a folder this call made, failed before any record: leave none behind
+            _remove_if_only_lock(study_dir)
+        raise
+
+
+def _remove_if_only_lock(study_dir: Path) -> None:
+    """Remove a study directory that holds nothing but its lock files."""
+    entries = list(study_dir.iterdir()) if study_dir.is_dir() else []
+    if entries and not all(e.name in (LOCK_NAME, HOLDER_NAME) for e in entries):
+        return
+    for entry in entries:
+        entry.unlink(missing_ok=True)
+    study_dir.rmdir()
+
+
+def _run_locked(
+    config: StudyConfig,
+    study_dir: Path,
+    saved: dict[str, Any] | None,
+    executor: LocalExecutor | RayExecutor,
+) -> Path:
+    """`run_study` once the directory exists: lock it, train what is left, report."""
     from ..data import prepare_data
     from ..report import build_report
 
-    executor = make_executor(config.executor)  # an unknown name creates nothing
-    config, study_dir, saved = _open(config)
     with RunLock(study_dir) as lock:
         if (stale := lock.stale_message()) is not None:
             _say(f"cnnvit: {stale}")
