@@ -10,3 +10,10 @@ from __future__ import annotations
 
 class CnnvitError(Exception):
     """An error caused by the user's input or environment, shown as one line without traceback."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty:
+    what a one-line CnnvitError quotes from a library's error."""
+    text = str(err)
+    return text.splitlines()[0] if text.strip() else type(err).__name__

@@ -27,7 +27,7 @@ from accelerate.utils import broadcast_object_list
 from .analyses import probe_names, run_probes
 from .config import CompareConfig, build_config, parse_probes
 from .data import PreparedData, prepare_data
-from .errors import CnnvitError
+from .errors import CnnvitError, first_line
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
@@ -202,7 +202,7 @@ def _salvage(
             shutil.rmtree(run_dir, ignore_errors=True)
         return
     status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    reason = first_line(err)
     writer.abort(status, reason if status == "failed" else "interrupted by the user")
     finished = writer.finished_models()
     kept = f"the finished {' and '.join(finished)} model" if finished else "the finished epochs"

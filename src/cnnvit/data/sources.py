@@ -16,7 +16,7 @@ import datasets
 import numpy as np
 
 from ..config import DataConfig
-from ..errors import CnnvitError
+from ..errors import CnnvitError, first_line
 from ..hub import looks_like_repo_id, require_hub
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -187,14 +187,14 @@ def _hub(name: str, config: DataConfig) -> tuple[datasets.DatasetDict, dict[str,
         try:
             revision = hub_revision(name)
         except Exception as err:  # missing, gated or unreachable repo: one line
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            first = first_line(err)
             raise CnnvitError(f"cannot stream {what}: {first}") from None
         return stream_source(name, config, what=what, identity=f"hub:{name}@{revision}",
                              buffer=HUB_BUFFER, revision=revision)  # fmt: skip
     try:
         loaded = datasets.load_dataset(name)
     except Exception as err:  # network, missing repo, gated repo, bad builder: one line each
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise CnnvitError(f"cannot load hub dataset '{name}': {first}") from None
     if not isinstance(loaded, datasets.DatasetDict):
         loaded = datasets.DatasetDict({"train": loaded})

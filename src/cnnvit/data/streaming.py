@@ -49,7 +49,7 @@ from typing import Any
 import datasets
 
 from ..config import DataConfig
-from ..errors import CnnvitError
+from ..errors import CnnvitError, first_line
 from .sources import find_columns, split_roles
 
 HUB_BUFFER = 1_000  # rows of encoded images held for the shuffle (datasets' own default)
@@ -166,7 +166,7 @@ def _first_line(err: BaseException) -> str:
     """The first line of an error, or of its cause when datasets wrapped a generator's error."""
     if isinstance(err, datasets.exceptions.DatasetGenerationError) and err.__cause__ is not None:
         err = err.__cause__
-    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+    return first_line(err)
 
 
 def stream_source(

@@ -21,7 +21,7 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification, PreTrainedModel
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from ..errors import CnnvitError
+from ..errors import CnnvitError, first_line
 from ..hub import looks_like_repo_id, require_hub
 from .presets import PRESET_MEAN, PRESET_STD, PRESETS
 
@@ -130,7 +130,7 @@ def _from_pretrained(
                 raise
             return AutoModelForImageClassification.from_pretrained(spec, **kwargs)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise CnnvitError(f"cannot load model '{spec}' as an image classifier: {first}") from None
 
 

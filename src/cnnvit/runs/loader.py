@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import CompareConfig, build_config
-from ..errors import CnnvitError
+from ..errors import CnnvitError, first_line
 from .files import read_json, read_record
 from .writer import FAMILIES, MODEL_STATUSES, RUN_STATUSES, SCHEMA_VERSION
 
@@ -51,7 +51,7 @@ def read_predictions(path: Path) -> Predictions:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("logits", "labels", "ids")}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise CnnvitError(f"{path} is damaged or truncated ({reason}): re-run this model") from None
     logits, labels, ids = arrays["logits"], arrays["labels"], arrays["ids"]
     if logits.ndim != 2 or labels.ndim != 1 or not len(logits) == len(labels) == len(ids):

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import STUDY_EXECUTORS
-from ..errors import CnnvitError
+from ..errors import CnnvitError, first_line
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class RayExecutor:
             try:
                 ray.init(address=address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as err:
-                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                first = first_line(err)
                 raise CnnvitError(
                     f"cannot start or reach Ray at {address or 'a new local instance'} ({first}):"
                     " check RAY_ADDRESS (e.g. ray://HEAD:10001 or auto)"

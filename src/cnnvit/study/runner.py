@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import StudyConfig, build_config
-from ..errors import CnnvitError
+from ..errors import CnnvitError, first_line
 from ..evidence.stats import mcnemar_exact_p
 from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
 from ..runs import load_run, read_json, write_json
@@ -357,7 +357,7 @@ def _run_locked(
         ) -> None:
             cell = in_flight.pop(cell_id)
             if error is not None:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                reason = first_line(error)
                 record.cell_state(cell, status="failed", error=reason)
                 _say(f"cnnvit: cell {cell.id} failed: {reason} (log: {logs_dir}/{cell.id}.log)")
                 return
@@ -374,7 +374,7 @@ def _run_locked(
             executor.run(jobs, run_cell, started, finished)
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
             for current in in_flight.values():  # a failed cell was recorded by finished()
                 record.cell_state(current, status=status, error=reason)
             record.finish(status, reason if status == "failed" else "interrupted by the user")
