@@ -33,6 +33,10 @@ TINY = {
 }
 # Smaller still, for tests that run compare several times (interruptions, determinism).
 MINI = {**TINY, "epochs": 2, "max_train_samples": 200, "max_eval_samples": 60}
+# A study's recipe for the study and Ray tests: one epoch per cell, two training fractions.
+STUDY = {**TINY, "dataset": "digits", "epochs": 1, "label_smoothing": 0.0,
+         "max_train_samples": 100, "max_eval_samples": 60, "eval_batch_size": 32,
+         "fractions": [0.5, 1.0]}  # fmt: skip
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

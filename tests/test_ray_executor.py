@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import STUDY
 
 from cnnvit import pipeline
 from cnnvit.errors import CnnvitError
@@ -27,22 +28,7 @@ from cnnvit.study.executors import CellJob, RayExecutor, run_cell
 
 ray = pytest.importorskip("ray")
 
-SMALL = {
-    "dataset": "digits",
-    "cnn": "convnext-nano",
-    "vit": "vit-nano",
-    "image_size": 16,
-    "epochs": 1,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "warmup_fraction": 0.1,
-    "label_smoothing": 0.0,
-    "max_train_samples": 200,
-    "max_eval_samples": 60,
-    "eval_batch_size": 32,
-    "seeds": [0],
-    "fractions": [0.5, 1.0],
-}
+SMALL = {**STUDY, "max_train_samples": 200, "seeds": [0]}
 IDS = ["nano-f50-s0", "nano-f100-s0"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import STUDY
 
 from cnnvit import pipeline
 from cnnvit.cli import main
@@ -26,22 +27,7 @@ from cnnvit.runs import load_run
 from cnnvit.study import build_study_config, expand_grid, study
 from cnnvit.study.grid import cell_epochs, parse_fractions, train_size
 
-SMALL = {
-    "dataset": "digits",
-    "cnn": "convnext-nano",
-    "vit": "vit-nano",
-    "image_size": 16,
-    "epochs": 1,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "warmup_fraction": 0.1,
-    "label_smoothing": 0.0,
-    "max_train_samples": 100,
-    "max_eval_samples": 60,
-    "eval_batch_size": 32,
-    "seeds": [0, 1],
-    "fractions": [0.5, 1.0],
-}
+SMALL = {**STUDY, "seeds": [0, 1]}
 IDS = ["nano-f50-s0", "nano-f50-s1", "nano-f100-s0", "nano-f100-s1"]
 
 
