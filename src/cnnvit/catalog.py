@@ -32,7 +32,7 @@ def measure_train_speed(
     built = build_model(name, preset.family, [str(i) for i in range(10)], image_size, attention)
     model, _ = place_model(built, runtime)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = runtime.optimizer(model.parameters(), 1e-4)
     x = torch.randn(batch_size, 3, image_size, image_size, device=runtime.device)
     if preset.family == "cnn" and runtime.device.type != "mps":
         x = x.contiguous(memory_format=torch.channels_last)

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from .models.build import BuiltModel
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Devices with torch's fused (single-kernel) AdamW. On the 2-core CPUs in BENCHMARKS.md it cut
+# 4-5% off a training step of resnet-micro and vit-micro against the default foreach kernel.
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 
 
 def cpu_has_bf16() -> bool:
@@ -99,9 +102,23 @@ class Runtime:
         """A loss scaler, enabled for fp16 only (bf16 has fp32's exponent range)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
+    @property
+    def fused_optimizer(self) -> bool:
+        """Whether AdamW runs as torch's fused kernel on this device."""
+        return self.device.type in FUSED_ADAMW_DEVICES
+
+    def optimizer(self, params: Any, lr: float) -> torch.optim.AdamW:
+        """AdamW for parameters on this device: fused where torch has that kernel.
+
+        The fused kernel does the same arithmetic as the default one, in one pass over each
+        tensor instead of several (it differs only in float rounding).
+        """
+        return torch.optim.AdamW(params, lr=lr, fused=self.fused_optimizer or None)
+
     def describe(self) -> dict[str, str]:
         return {"device": str(self.device), "precision": self.precision,
-                "attention": self.attention}  # fmt: skip
+                "attention": self.attention,
+                "optimizer": "AdamW (fused)" if self.fused_optimizer else "AdamW"}  # fmt: skip
 
 
 def resolve_runtime(

@@ -107,7 +107,7 @@ def train_model(
         )
     # "auto" regularisation follows the budget (recipe.py); numbers given are kept.
     recipe = resolve_recipe(config, count)
-    optimizer = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=float(config.lr))
+    optimizer = runtime.optimizer(_param_groups(model, recipe.weight_decay), float(config.lr))
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(total_steps * recipe.warmup_fraction), total_steps
     )
