@@ -230,6 +230,23 @@ def test_overfitting_means_train_above_validation_by_two_standard_errors() -> No
     assert overfitting(0.93, 0.90, 100_000, 100_000)  # the same gap on many images is real
 
 
+def test_deferred_regularisation_ramps_from_the_first_overfit_epoch_to_full() -> None:
+    from cnnvit.training.recipe import ramp_fraction
+
+    assert [ramp_fraction(e, None, 5) for e in range(1, 6)] == [0.0] * 5
+    assert [ramp_fraction(e, 2, 5) for e in range(1, 6)] == pytest.approx([0, 0, 1 / 3, 2 / 3, 1])
+    assert ramp_fraction(5, 4, 5) == 1.0  # overfit in the second-to-last epoch: full at once
+    recipe = regularisation_for(10, 1000)
+    assert recipe.deferred and recipe.label_smoothing > 0 and recipe.augment_strength > 0
+    half = recipe.ramped(0.5)
+    assert half.label_smoothing == pytest.approx(recipe.label_smoothing / 2)
+    assert half.augment_strength == pytest.approx(recipe.augment_strength / 2)
+    assert half.weight_decay == recipe.weight_decay  # decay is never deferred
+    assert recipe.before_overfitting() == recipe.ramped(0)
+    fixed = regularisation_for(10, 1000, label_smoothing=0.1)  # a number: nothing deferred
+    assert fixed.ramped(0) == fixed
+
+
 def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(tiny: dict) -> None:
     from cnnvit.training.recipe import overfitting
 
@@ -247,6 +264,11 @@ def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(tiny: dict)
     assert flags[0] is False and True in flags, flags  # off at first, on before the end
     switch = flags.index(True)
     assert flags[switch:] == [True] * (len(flags) - switch)  # never off again
+    # From the switch the strength rises linearly to full at the last epoch.
+    scales = [row["regularisation"] for row in result.history]
+    remaining = len(flags) - switch
+    assert scales[:switch] == [0.0] * switch
+    assert scales[switch:] == pytest.approx([(i + 1) / remaining for i in range(remaining)])
     before = result.history[switch - 1]
     assert overfitting(before["train_accuracy"], before["val_accuracy"], 64, len(validation[1]))
     assert not any(

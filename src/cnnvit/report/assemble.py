@@ -180,7 +180,10 @@ def _regularised_from(f: RunFacts) -> str:
         if not lookup(m, "recipe.deferred"):
             said[family] = "every epoch"
         elif True in flags:
-            said[family] = f"from epoch {flags.index(True) + 1} (after it began to overfit)"
+            said[family] = (
+                f"from epoch {flags.index(True) + 1} (after it began to overfit), "
+                "rising to full strength at the last epoch"
+            )
         else:
             said[family] = "never (it did not overfit)"
     if len(set(said.values())) == 1:

@@ -34,7 +34,7 @@ from ..evaluation import predict
 from ..measure import PeakMemory, synchronize
 from ..runtime import Runtime, images_per_second
 from .checkpoint import load_checkpoint, save_checkpoint
-from .recipe import Recipe, overfitting, resolve_recipe
+from .recipe import Recipe, overfitting, ramp_fraction, resolve_recipe
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -118,8 +118,9 @@ def train_model(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         model = torch.compile(model)
-    # "auto" augmentation and label smoothing wait until the run overfits (recipe.py).
-    regularised = not recipe.deferred
+    # "auto" augmentation and label smoothing wait until the run overfits, then ramp up
+    # (recipe.py): the first epoch that overfit, None while none has.
+    overfit_epoch: int | None = None
     generator = torch.Generator().manual_seed(config.seed)
     # Augmentation draws differ between processes (one process: the same generator as ever).
     augment_generator = (
@@ -139,7 +140,7 @@ def train_model(
         generator.set_state(resumed["generator"])
         augment_generator.set_state(resumed["augment_generator"])
         first_epoch = len(history) + 1
-        regularised = _regularised_after(history, recipe, count, len(validation[1]))
+        overfit_epoch = _first_overfit_epoch(history, recipe, count, len(validation[1]))
         log(f"[{name}] resuming after epoch {len(history)} from {checkpoint_dir}")
         for row in history:
             if on_epoch is not None:
@@ -157,7 +158,8 @@ def train_model(
     with PeakMemory(device) as memory:
         for epoch in range(first_epoch, config.epochs + 1):
             model.train()
-            active = recipe if regularised else recipe.before_overfitting()
+            scale = ramp_fraction(epoch, overfit_epoch, config.epochs) if recipe.deferred else 1
+            active = recipe.ramped(scale)
             augment = active.augment_config(config.hflip)
             # The same permutation on every process (one seed); each takes its own slice.
             order = shard(torch.randperm(count, generator=generator), world, rank).to(device)
@@ -200,10 +202,12 @@ def train_model(
                 "val_accuracy": val_accuracy,
                 "seconds": seconds,
                 "lr": scheduler.get_last_lr()[0],
-                "regularised": regularised,
+                "regularised": scale > 0,
+                "regularisation": float(scale),
             }
             history.append(row)
-            regularised = _regularised_after(history, recipe, count, len(validation[1]))
+            if overfit_epoch is None:
+                overfit_epoch = _first_overfit_epoch(history, recipe, count, len(validation[1]))
             if on_epoch is not None:
                 on_epoch(row)
             if accelerator.trackers and tracker_prefix:
@@ -244,19 +248,17 @@ def train_model(
     )
 
 
-def _regularised_after(
+def _first_overfit_epoch(
     history: list[dict[str, float]], recipe: Recipe, n_train: int, n_val: int
-) -> bool:
-    """Whether the epoch after `history` trains with the deferred regularisation: it was on, or
-    the last epoch overfit (recipe.overfitting)."""
+) -> int | None:
+    """The first epoch of `history` that overfit (recipe.overfitting), from which the deferred
+    regularisation ramps up; None if none did or nothing is deferred."""
     if not recipe.deferred:
-        return True
-    if not history:
-        return False
-    last = history[-1]
-    return bool(last.get("regularised")) or overfitting(
-        last["train_accuracy"], last["val_accuracy"], n_train, n_val
-    )
+        return None
+    for row in history:
+        if overfitting(row["train_accuracy"], row["val_accuracy"], n_train, n_val):
+            return int(row["epoch"])
+    return None
 
 
 def shard(order: torch.Tensor, world: int, rank: int) -> torch.Tensor:
