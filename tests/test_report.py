@@ -216,7 +216,7 @@ def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Pa
             model["training"].update(label_smoothing=0.05, augment_strength=0.5,
                                      warmup_fraction=0.1, weight_decay=0.05)  # fmt: skip
             for row, flag in zip(model["history"], flags, strict=True):
-                row["regularised"] = flag
+                row["regularised"], row["regularisation"] = flag, 0.5 * flag
 
     _edit(run, deferred)
     build_report(run)
@@ -224,7 +224,18 @@ def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Pa
     used = "label smoothing and augmentation used"
     row = next(line for line in text.splitlines() if used in line)
     assert "CNN: never (it did not overfit)" in row and "ViT: from epoch 3" in row
+    assert "rising to full strength" in row  # the rows record the ramp's share
     assert "| label smoothing | 0.05 |" in text and "strength 0.50" in text
+
+    def before_the_ramp(record: dict) -> None:  # a run made before rows had the share
+        for model in record["models"].values():
+            for row in model["history"]:
+                row.pop("regularisation", None)
+
+    _edit(run, before_the_ramp)
+    build_report(run)
+    row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
+    assert "ViT: from epoch 3" in row and "rising" not in row
 
 
 def test_not_a_run_raises(tmp_path: Path) -> None:

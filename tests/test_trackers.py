@@ -20,6 +20,7 @@ LOGGED = (
     "lr",
     "seconds",
     "regularised",
+    "regularisation",
 )
 
 

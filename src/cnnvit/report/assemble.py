@@ -176,14 +176,16 @@ def _regularised_from(f: RunFacts) -> str:
     wait until the model overfits: training/recipe.py)."""
     said = {}
     for family, m in f.models.items():
-        flags = [row.get("regularised") for row in m.get("history") or []]
+        history = m.get("history") or []
+        flags = [row.get("regularised") for row in history]
         if not lookup(m, "recipe.deferred"):
             said[family] = "every epoch"
         elif True in flags:
-            said[family] = (
-                f"from epoch {flags.index(True) + 1} (after it began to overfit), "
-                "rising to full strength at the last epoch"
-            )
+            start = flags.index(True)
+            said[family] = f"from epoch {start + 1} (after it began to overfit)"
+            # Runs from before the ramp have no "regularisation" share: they switched at once.
+            if start + 1 < len(flags) and "regularisation" in history[start]:
+                said[family] += ", rising to full strength at the last epoch"
         else:
             said[family] = "never (it did not overfit)"
     if len(set(said.values())) == 1:

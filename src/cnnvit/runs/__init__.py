@@ -5,7 +5,8 @@ Format version 1. A run directory made by `cnnvit compare` holds:
     run.json            schema_version (1), kind ("cnnvit-run"), status (running | complete |
                         failed | interrupted), error (one line or null), created/updated (UTC),
                         config (the full CompareConfig, grouped by stage; loads back with
-                        --config), resolved (device, precision, attention, run_dir),
+                        --config), resolved (device, precision, attention, optimizer, run_dir,
+                        processes),
                         environment (device, threads, versions, git commit), dataset (name,
                         classes, split sizes, class counts, unreadable images), timings
                         (prepare_seconds, total_seconds), models: {"cnn": {...}, "vit": {...}}

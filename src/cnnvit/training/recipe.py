@@ -23,9 +23,9 @@ Passes alone do not say when a model starts to memorise: that also depends on ho
 training set is for the model. Measured on a 9,600-image Fashion-MNIST subset (BENCHMARKS.md),
 vit-micro was still underfitting after 10 epochs, and the s = 0.7 augmentation and smoothing
 cost it 6 points against no regularisation. So augmentation and label smoothing left at "auto"
-wait for the evidence: a run starts without them and switches them on, at strength s, from the
-epoch after the first one whose training accuracy (measured on that epoch's batches) exceeds
-its validation accuracy by more than two standard errors of the difference,
+wait for the evidence: a run starts without them and switches them on, ramping up to strength s
+(below), from the epoch after the first one whose training accuracy (measured on that epoch's
+batches) exceeds its validation accuracy by more than two standard errors of the difference,
 sqrt(pt (1 - pt) / n_train + pv (1 - pv) / n_val): the model has started to fit its training
 images better than unseen ones. The training accuracy is a running average over an epoch in
 which the model improved, so it lags the model; the test is conservative. `overfitting` is that
@@ -38,7 +38,9 @@ training accuracy on digits from 87.5% to 46% within an epoch, at a learning rat
 its peak, and the run spent most of its remaining epochs recovering (BENCHMARKS.md). Raising
 regularisation with training progress is what EfficientNetV2's progressive learning does
 (Tan & Le, ICML 2021). The loop records each epoch's fraction in its history row
-(`regularisation`, 0 to 1) and whether it was above zero (`regularised`).
+(`regularisation`, 0 to 1) and whether it was above zero (`regularised`). Only the affine
+magnitudes and the smoothing ramp; `--hflip` flips at probability 0.5 from the first epoch
+with any augmentation.
 """
 
 from __future__ import annotations
@@ -150,7 +152,8 @@ def regularisation_for(
             "0.05; values given as numbers are kept"
             + (
                 "; label smoothing and augmentation start once training accuracy exceeds "
-                "validation accuracy by more than two standard errors"
+                "validation accuracy by more than two standard errors, then ramp linearly to "
+                "full strength at the last epoch"
                 if deferred
                 else ""
             )
