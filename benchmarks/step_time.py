@@ -30,7 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from cnnvit.measure import matmul_peak_flops
 from cnnvit.models import PRESETS, build_model
-from cnnvit.runtime import Runtime, resolve_attention, resolve_runtime
+from cnnvit.runtime import AUTOCAST_DTYPES, Runtime, resolve_attention, resolve_runtime
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::convolution_backward",
            "aten::mkldnn_convolution")  # fmt: skip
@@ -61,12 +61,12 @@ def main() -> None:
             if layout == "channels_last":
                 model = model.to(memory_format=torch.channels_last)
             optimizer = runtime.optimizer(model.parameters(), 1e-3)
-            settings[(precision, layout)] = (model.train(), optimizer)
+            settings[(precision, layout)] = (model.train(), optimizer, runtime)
 
-    def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, key: tuple) -> None:
-        precision, layout = key
+    def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime,
+             layout: str) -> None:  # fmt: skip
         inputs = x.contiguous(memory_format=torch.channels_last) if layout != "contiguous" else x
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with runtime.autocast():  # the loop's own mixed precision (runtime.py)
             logits = model(pixel_values=inputs).logits.float()
         F.cross_entropy(logits, y).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -75,11 +75,11 @@ def main() -> None:
 
     rates: dict[tuple, list[float]] = {key: [] for key in settings}
     for round_number in range(args.rounds):
-        for key, (model, optimizer) in settings.items():
-            step(model, optimizer, key)
+        for key, (model, optimizer, runtime) in settings.items():
+            step(model, optimizer, runtime, key[1])
             start = time.perf_counter()
             for _ in range(10):
-                step(model, optimizer, key)
+                step(model, optimizer, runtime, key[1])
             if round_number:  # the first round warms up every setting
                 rates[key].append(10 * args.batch_size / (time.perf_counter() - start))
     for (precision, layout), values in rates.items():
@@ -101,10 +101,10 @@ def profile_step(
     are applied to the step time measured without it (`batch_size` / `rate` images/s).
     """
     step_ms = batch_size / rate * 1e3
-    model, optimizer = setting
+    model, optimizer, runtime = setting
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         for _ in range(10):
-            step(model, optimizer, key)  # type: ignore[operator]
+            step(model, optimizer, runtime, key[1])  # type: ignore[operator]
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) / 10 / 1e3  # ms per step
     groups = {"matrix products and convolutions": MATMULS, "autocast casts": CASTS}
@@ -116,7 +116,7 @@ def profile_step(
     print(f"\nprofile of {key[0]} {key[1]}, 10 steps: {total:.1f} ms of operator time per step")
     for name, ms in spent.items():
         print(f"  {name}: {ms:.1f} ms ({ms / total:.0%})")
-    dtype = torch.bfloat16 if key[0] == "bf16" else torch.float32
+    dtype = AUTOCAST_DTYPES.get(runtime.precision, torch.float32)
     peak = matmul_peak_flops(torch.device("cpu"), dtype)
     if family == "cnn":
         # The profiler counts no FLOPs in convolution backward, so no ceiling for CNNs. (A
