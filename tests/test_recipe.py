@@ -26,6 +26,7 @@ from cnnvit.training.recipe import budget_strength, regularisation_for, resolve_
 from cnnvit.training.tuning import (
     GRIDS,
     KEEP,
+    PRIOR_RATES,
     rank_trials,
     trial_warmup,
     tune_learning_rate,
@@ -143,9 +144,13 @@ def test_equal_counted_budgets_and_the_best_last_round_trial_wins(tiny: dict) ->
             p, q = best["val_accuracy"], t["val_accuracy"]
             return p - q <= math.sqrt((p * (1 - p) + q * (1 - q)) / n)
 
-        # The chosen rate is the best, or the highest rate within one standard error of it.
+        # The chosen rate is the best, or the tied rate nearest the family's usual rate.
         assert within_se(chosen)
-        assert not [t for t in last if t["lr"] > chosen["lr"] and within_se(t)]
+
+        def octaves(t: dict, prior: float = PRIOR_RATES[family]) -> float:
+            return abs(math.log2(t["lr"] / prior))
+
+        assert not [t for t in last if within_se(t) and octaves(t) < octaves(chosen) - 1e-9]
         assert set(tuned.to_dict()) >= {"chosen_lr", "trials", "images_used", "method", "reason"}
     assert cnn["result"].images_used == vit["result"].images_used
     assert [t["images_trained"] for t in cnn["result"].trials] == [
@@ -173,18 +178,21 @@ def test_a_number_for_lr_is_kept_and_train_model_refuses_auto(tiny: dict) -> Non
                     make_accelerator(runtime), runtime)  # fmt: skip
 
 
-def test_ranking_prefers_the_higher_rate_only_inside_one_standard_error() -> None:
+def test_ranking_prefers_the_usual_rate_only_inside_one_standard_error() -> None:
     trials = [
-        {"lr": 2.5e-4, "val_accuracy": 0.441, "val_loss": 1.557},
+        {"lr": 2e-3, "val_accuracy": 0.441, "val_loss": 1.557},
         {"lr": 5e-4, "val_accuracy": 0.4305, "val_loss": 1.487},
-        {"lr": 1e-3, "val_accuracy": 0.300, "val_loss": 1.9},
-        {"lr": 2e-3, "val_accuracy": 0.290, "val_loss": 2.0},
+        {"lr": 2.5e-4, "val_accuracy": 0.300, "val_loss": 1.9},
+        {"lr": 1e-3, "val_accuracy": 0.290, "val_loss": 2.0},
     ]
     # On 2,000 images one standard error of the difference is about 1.6 points: 44.1% and
-    # 43.05% are tied, so the higher rate ranks first; 30% and 29% are tied too.
-    assert [t["lr"] for t in rank_trials(trials, 2000)] == [5e-4, 2.5e-4, 2e-3, 1e-3]
+    # 43.05% are tied, so the usual rate 5e-4 ranks first. 30% and 29% are tied too; 2.5e-4
+    # and 1e-3 are both an octave from 5e-4, so the higher rate ranks first.
+    assert [t["lr"] for t in rank_trials(trials, 2000, 5e-4)] == [5e-4, 2e-3, 1e-3, 2.5e-4]
+    # With 2e-3 as the usual rate, the tie goes to the best: it is the usual rate.
+    assert [t["lr"] for t in rank_trials(trials, 2000, 2e-3)] == [2e-3, 5e-4, 1e-3, 2.5e-4]
     # On a million images the 1.05-point gap is real: plain accuracy order.
-    assert [t["lr"] for t in rank_trials(trials, 1_000_000)] == [2.5e-4, 5e-4, 1e-3, 2e-3]
+    assert [t["lr"] for t in rank_trials(trials, 1_000_000, 5e-4)] == [2e-3, 5e-4, 2.5e-4, 1e-3]
 
 
 def test_trials_keep_the_full_runs_warmup_length_in_steps() -> None:
