@@ -28,6 +28,7 @@ from cnnvit.training.tuning import (
     KEEP,
     PRIOR_RATES,
     rank_trials,
+    trial_images,
     trial_warmup,
     tune_learning_rate,
     tuning_budget,
@@ -128,7 +129,7 @@ def test_tuner_reads_validation_only(tiny: dict) -> None:
     assert [t["val_accuracy"] for t in third.trials] != [t["val_accuracy"] for t in first.trials]
 
 
-def test_equal_counted_budgets_and_the_best_last_round_trial_wins(tiny: dict) -> None:
+def test_equal_counted_budgets_and_the_last_round_follows_the_rule(tiny: dict) -> None:
     cnn, vit = _tune(tiny, "cnn"), _tune(tiny, "vit")
     n_train = cnn["train_size"]
     for family, tuned in (("cnn", cnn["result"]), ("vit", vit["result"])):
@@ -193,6 +194,32 @@ def test_ranking_prefers_the_usual_rate_only_inside_one_standard_error() -> None
     assert [t["lr"] for t in rank_trials(trials, 2000, 2e-3)] == [2e-3, 5e-4, 1e-3, 2.5e-4]
     # On a million images the 1.05-point gap is real: plain accuracy order.
     assert [t["lr"] for t in rank_trials(trials, 1_000_000, 5e-4)] == [2e-3, 5e-4, 2.5e-4, 1e-3]
+
+
+def test_ties_go_by_distance_from_the_usual_rate_then_to_the_higher_rate() -> None:
+    def ranked(accuracies: dict[float, float], prior: float) -> list[float]:
+        trials = [{"lr": lr, "val_accuracy": a, "val_loss": 1.0} for lr, a in accuracies.items()]
+        return [t["lr"] for t in rank_trials(trials, 144, prior)]
+
+    # All tied on 144 images: the usual rate, then the higher of the two an octave away, then
+    # the lower, then the rate two octaves away.
+    assert ranked({2.5e-4: 0.20, 5e-4: 0.18, 1e-3: 0.19, 2e-3: 0.21}, 5e-4) == [
+        5e-4, 1e-3, 2.5e-4, 2e-3,
+    ]  # fmt: skip
+    # Nearer beats higher: 2.5e-4 is one octave from 5e-4, 2e-3 two.
+    assert ranked({2.5e-4: 0.20, 2e-3: 0.21}, 5e-4) == [2.5e-4, 2e-3]
+    # Pretrained grids are a tenth of the scratch ones, and so is the usual rate.
+    assert ranked({2.5e-5: 0.21, 1e-4: 0.20}, 5e-5) == [1e-4, 2.5e-5]
+    assert ranked({2.5e-5: 0.21, 5e-5: 0.20, 1e-4: 0.20}, 5e-5) == [5e-5, 1e-4, 2.5e-5]
+
+
+def test_first_round_trials_are_a_32nd_of_the_budget_but_at_least_16_steps() -> None:
+    # Digits (1,294 images, 20 epochs): 808 images would be 13 steps, so the floor of 16 binds.
+    assert trial_images(20, 1294, 64) == (16 * 64, 32 * 64)
+    # Fashion-MNIST subset (9,600 images, 10 epochs): 96,000 / 32 = 3,000 images.
+    assert trial_images(10, 9600, 64) == (3000, 6000)
+    # A tiny split: at most a quarter of the budget.
+    assert trial_images(1, 100, 64) == (25, 50)
 
 
 def test_trials_keep_the_full_runs_warmup_length_in_steps() -> None:
