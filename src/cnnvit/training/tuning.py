@@ -10,11 +10,12 @@ trains with AdamW at 4e-3, Liu et al. 2022).
 So each family gets a log grid of four rates a factor of two apart, the ViT's an octave lower
 (CNN 5e-4..4e-3, ViT 2.5e-4..2e-3; a tenth of that for pretrained hub models, which are
 fine-tuned). The grids share three rates, so two families that want the same rate can both get
-it. The rate is chosen by successive halving: every rate trains a short run of L
-images from the model's initial weights, the best two train again for 2L, and the best of those
-wins. L depends only on the training budget (epochs x training images) and the batch size, so
-both models get exactly the same tuning budget, recorded as `images_used`. The tuner receives
-the training and validation tensors only: it never sees test data.
+it. The rate is chosen by successive halving: every rate trains a short run of L images from
+the model's initial weights, the first two by the ranking rule below train again for 2L, and
+the first of those by the same rule wins. L depends only on the training budget (epochs x
+training images) and the batch size, so both models get exactly the same tuning budget,
+recorded as `images_used`. The tuner receives the training and validation tensors only: it
+never sees test data.
 
 A trial is a few percent of the real run, so its ranking of rates is evidence about the start
 of training, not its end. The bias runs both ways: a low rate can make quick early progress that
