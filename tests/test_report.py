@@ -237,6 +237,18 @@ def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Pa
     row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
     assert "ViT: from epoch 3" in row and "rising" not in row
 
+    def not_deferred(record: dict) -> None:  # a long run regularised throughout; a short one not
+        for family, flag in (("cnn", True), ("vit", False)):
+            model = record["models"][family]
+            model["recipe"] = {"deferred": False, "strength": 1.0 if flag else 0.0}
+            for row in model["history"]:
+                row["regularised"] = flag
+
+    _edit(run, not_deferred)
+    build_report(run)
+    row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
+    assert "CNN: every epoch" in row and "ViT: none" in row
+
 
 def test_not_a_run_raises(tmp_path: Path) -> None:
     with pytest.raises(CnnvitError, match="no run.json"):

@@ -179,7 +179,8 @@ def _regularised_from(f: RunFacts) -> str:
         history = m.get("history") or []
         flags = [row.get("regularised") for row in history]
         if not lookup(m, "recipe.deferred"):
-            said[family] = "every epoch"
+            # Nothing waited: on for the whole run, or off for all of it (a short run's s = 0).
+            said[family] = "none" if flags and True not in flags else "every epoch"
         elif True in flags:
             start = flags.index(True)
             said[family] = f"from epoch {start + 1} (after it began to overfit)"
