@@ -11,11 +11,14 @@ says `failed` or `interrupted`; only a directory holding nothing finished is rem
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import gc
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +67,16 @@ def compare(
     the run's own config and splits. `report=False` skips the report (a study's cells: the
     study report reads the runs; `cnnvit report RUN` builds a cell's report on demand).
     """
-    if resume is not None:
-        if config is not None or settings:
-            raise CnnvitError("--resume continues a run with its own settings: give no others")
-        return _resume(Path(resume).expanduser())
+    if resume is not None and (config is not None or settings):
+        raise CnnvitError("--resume continues a run with its own settings: give no others")
+    with _settled_heap():
+        if resume is not None:
+            return _resume(Path(resume).expanduser())
+        return _fresh(config, report, settings)
+
+
+def _fresh(config: CompareConfig | None, report: bool, settings: dict[str, Any]) -> Path:
+    """A new run (see `compare`)."""
     if settings or config is None:
         base = config.to_dict() if config is not None else {}
         config = build_config({**base, **settings})
@@ -128,6 +137,25 @@ def compare(
         if lock is not None:
             lock.release()
     return run_dir
+
+
+@contextlib.contextmanager
+def _settled_heap() -> Iterator[None]:
+    """Collect garbage once, then exempt what survives from collections until the run ends.
+
+    Every tuning trial and model ends with `accelerator.free_memory()`, a full `gc.collect()`
+    that walks the half a million objects torch and transformers leave after import: about
+    0.3 s each, 4 s of a default compare. Frozen (`gc.freeze`), those long-lived objects are
+    skipped, and each collection walks only what the run made since. The first collection
+    frees what earlier work in this process left (a study's cells), and the objects are
+    unfrozen afterwards, so a caller's later garbage is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _resume(run_dir: Path) -> Path:
