@@ -3,6 +3,7 @@ and what survives when a real run is interrupted at different points."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -217,6 +218,29 @@ def test_ctrl_c_during_the_report_keeps_the_finished_run(
     assert not (out / "report.html").exists()
     monkeypatch.undo()
     assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_compare_freezes_the_heap_only_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def train_model(*args: object, **kwargs: object) -> None:
+        seen.append(gc.get_freeze_count())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_model", train_model)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compare(dataset="digits", output=str(tmp_path / "a"), **MINI)
+    assert seen[0] > 0  # training ran with the import-time heap frozen
+    assert gc.get_freeze_count() == 0  # and it is unfrozen again, even after a failure
+    gc.freeze()  # a caller that froze the heap itself keeps its freeze
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.compare(dataset="digits", output=str(tmp_path / "b"), **MINI)
+        assert seen[1] > 0 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_evaluate_a_run_model_uses_the_runs_own_split(

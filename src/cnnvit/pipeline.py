@@ -148,8 +148,12 @@ def _settled_heap() -> Iterator[None]:
     0.3 s each, 4 s of a default compare. Frozen (`gc.freeze`), those long-lived objects are
     skipped, and each collection walks only what the run made since. The first collection
     frees what earlier work in this process left (a study's cells), and the objects are
-    unfrozen afterwards, so a caller's later garbage is collected as usual.
+    unfrozen afterwards, so a caller's later garbage is collected as usual. A caller that froze
+    the heap itself keeps its freeze: nothing is collected, frozen or unfrozen here.
     """
+    if gc.get_freeze_count():
+        yield
+        return
     gc.collect()
     gc.freeze()
     try:
