@@ -10,8 +10,10 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import MINI
 
 from cnnvit.errors import CnnvitError
+from cnnvit.pipeline import compare
 from cnnvit.report import build_report
 
 CLASSES = ["cat", "dog", "bird"]
@@ -237,17 +239,14 @@ def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Pa
     row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
     assert "ViT: from epoch 3" in row and "rising" not in row
 
-    def not_deferred(record: dict) -> None:  # a long run regularised throughout; a short one not
-        for family, flag in (("cnn", True), ("vit", False)):
-            model = record["models"][family]
-            model["recipe"] = {"deferred": False, "strength": 1.0 if flag else 0.0}
-            for row in model["history"]:
-                row["regularised"] = flag
-
-    _edit(run, not_deferred)
-    build_report(run)
-    row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
-    assert "CNN: every epoch" in row and "ViT: none" in row
+    # Real runs with nothing deferred: a 2-epoch run with the defaults (s = 0) has no label
+    # smoothing or augmentation; one given --label-smoothing 0.1 has it from the first epoch.
+    short = compare(dataset="digits", output=str(tmp_path / "short"),
+                    **{**MINI, "label_smoothing": "auto"})  # fmt: skip
+    row = next(line for line in (short / "report.md").read_text().splitlines() if used in line)
+    assert "| none |" in row, row
+    row = next(line for line in (tiny_run / "report.md").read_text().splitlines() if used in line)
+    assert "| every epoch |" in row, row
 
 
 def test_not_a_run_raises(tmp_path: Path) -> None:

@@ -179,8 +179,11 @@ def _regularised_from(f: RunFacts) -> str:
         history = m.get("history") or []
         flags = [row.get("regularised") for row in history]
         if not lookup(m, "recipe.deferred"):
-            # Nothing waited: on for the whole run, or off for all of it (a short run's s = 0).
-            said[family] = "none" if flags and True not in flags else "every epoch"
+            # Nothing waited: on for the whole run, or off for all of it (a short run's s = 0,
+            # or zeros given). The rows cannot tell: without a deferral each says it ran at full.
+            amounts = [lookup(m, f"training.{k}") for k in ("label_smoothing", "augment_strength")]
+            none = all(a is not None and float(a) == 0 for a in amounts)
+            said[family] = "none" if none else "every epoch"
         elif True in flags:
             start = flags.index(True)
             said[family] = f"from epoch {start + 1} (after it began to overfit)"
