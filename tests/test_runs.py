@@ -234,11 +234,20 @@ def test_compare_freezes_the_heap_only_while_it_runs(
         pipeline.compare(dataset="digits", output=str(tmp_path / "a"), **MINI)
     assert seen[0] > 0  # training ran with the import-time heap frozen
     assert gc.get_freeze_count() == 0  # and it is unfrozen again, even after a failure
+    # Resuming runs frozen too: interrupt a run after its first epoch, then resume it.
+    monkeypatch.undo()
+    _interrupt_training(monkeypatch, 0, KeyboardInterrupt(), epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compare(dataset="digits", output=str(tmp_path / "c"), **MINI)
+    monkeypatch.setattr(pipeline, "train_model", train_model)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compare(resume=tmp_path / "c")
+    assert len(seen) == 2 and seen[1] > 0 and gc.get_freeze_count() == 0
     gc.freeze()  # a caller that froze the heap itself keeps its freeze
     try:
         with pytest.raises(KeyboardInterrupt):
             pipeline.compare(dataset="digits", output=str(tmp_path / "b"), **MINI)
-        assert seen[1] > 0 and gc.get_freeze_count() > 0
+        assert seen[2] > 0 and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
 
