@@ -208,6 +208,46 @@ def test_per_family_learning_rates(tmp_path: Path, tiny_run: Path) -> None:
     assert "same learning rate" not in text
 
 
+def test_setup_says_what_each_model_tried_got_and_why(tmp_path: Path, tiny_run: Path) -> None:
+    run = make_run(tmp_path, tiny_run, vit_lr=1e-3)
+    trials = [
+        {"lr": lr, "round": r, "images_trained": 500 * r, "val_accuracy": acc, "val_loss": 0.5}
+        for lr, r, acc in ((5e-4, 1, 0.60), (1e-3, 1, 0.70), (1e-3, 2, 0.81), (5e-4, 2, 0.80))
+    ]
+
+    def tuned(record: dict) -> None:
+        for family, spent in (("cnn", 2000), ("vit", 2000)):
+            chosen = 5e-4 if family == "cnn" else 1e-3
+            record["models"][family]["tuning"] = {
+                "chosen_lr": chosen, "trials": trials, "images_used": spent,
+                "method": "successive halving", "reason": f"{family} reason {chosen:g}",
+            }  # fmt: skip
+
+    _edit(run, tuned)
+    build_report(run)
+    lines = (run / "report.md").read_text().splitlines()
+    assert "- CNN (convnext-micro): 0.0005, because cnn reason 0.0005." in lines
+    assert "- ViT (vit-micro): 0.001, because vit reason 0.001." in lines
+    rows = [line for line in lines if re.match(r"\| (CNN|ViT) \| \d \|", line)]
+    assert len(rows) == 8 and "| CNN | 1 | 0.0005 | 500 | 60.0% | 0.5000 |  |" in rows
+    # "chosen" marks the chosen rate in the last round only.
+    assert [r for r in rows if "chosen" in r] == [
+        "| CNN | 2 | 0.0005 | 1,000 | 80.0% | 0.5000 | chosen |",
+        "| ViT | 2 | 0.001 | 1,000 | 81.0% | 0.5000 | chosen |",
+    ]
+    budget = "Both models spent the same tuning budget: 2,000 training images each."
+    assert any(budget in line for line in lines)
+
+    def unequal(record: dict) -> None:
+        record["models"]["vit"]["tuning"]["images_used"] = 3000
+
+    _edit(run, unequal)
+    build_report(run)
+    text = (run / "report.md").read_text()
+    assert "Tuning budgets (training images): CNN 2,000, ViT 3,000." in text
+    assert "same tuning budget" not in text
+
+
 def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Path) -> None:
     run = make_run(tmp_path, tiny_run)
 

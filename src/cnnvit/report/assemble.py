@@ -197,6 +197,48 @@ def _regularised_from(f: RunFacts) -> str:
     return "; ".join(f"{ROLE[k]}: {v}" for k, v in said.items())
 
 
+def _tuning(f: RunFacts) -> list[Block]:
+    """How each model's learning rate was chosen: every trial, the choice and its reason."""
+    said, rows, spent = [], [], {}
+    for k, m in f.models.items():
+        tuning = m.get("tuning") or {}
+        if num(tuning.get("chosen_lr")) is None:
+            continue  # a run from before tuning was recorded
+        trials = tuning.get("trials") or []
+        said.append(f"{ROLE[k]} ({m.get('name', k)}): {tuning['chosen_lr']:g}, because "
+                    f"{tuning.get('reason', 'n/a')}.")  # fmt: skip
+        last = max((t["round"] for t in trials), default=0)
+        for t in trials:
+            chosen = t["round"] == last and math.isclose(t["lr"], tuning["chosen_lr"])
+            rows.append([ROLE[k], str(t["round"]), f"{t['lr']:g}", f"{t['images_trained']:,}",
+                         show(t["val_accuracy"], "pct"), show(t["val_loss"], ".4f"),
+                         "chosen" if chosen else ""])  # fmt: skip
+        if trials:
+            spent[k] = int(tuning.get("images_used") or 0)
+    if not said:
+        return []
+    blocks: list[Block] = [("p", "How each learning rate was chosen:"), ("ul", said)]
+    if rows:
+        budget = (
+            f"Both models spent the same tuning budget: {next(iter(spent.values())):,} training "
+            "images each."
+            if len(spent) == 2 and len(set(spent.values())) == 1
+            else "Tuning budgets (training images): "
+            + ", ".join(f"{ROLE[k]} {v:,}" for k, v in spent.items())
+            + "."
+        )
+        blocks += [
+            ("p", "Each tuned model tried its family's rates on the validation split (never the "
+                  "test split) by successive halving: every rate trained a short run from the "
+                  "model's initial weights, the best two again for twice as long. A rate not "
+                  "significantly below the best (two-sided z-test at 5%) counted as tied with "
+                  "it, and the tied rate nearest the family's usual rate won. " + budget),
+            ("table", ["model", "round", "lr", "images", "val accuracy", "val loss", ""],
+             rows, "lrrrrrl"),
+        ]  # fmt: skip
+    return blocks
+
+
 def _setup(f: RunFacts) -> list[Block]:
     t = f.config.train
     names = f.class_names
@@ -261,6 +303,7 @@ def _setup(f: RunFacts) -> list[Block]:
             f"{splits['test']} test images.",
         ),
         ("p", same),
+        *_tuning(f),
         *([("p", pairing)] if pairing else []),
         ("table", ["setting", "value"], [[k, str(v)] for k, v in recipe], "ll"),
         ("table", ["", "model", "source", "pretrained", "parameters", "FLOPs / image"], models,
