@@ -149,6 +149,17 @@ def test_config_file_accepts_the_same_spellings(tmp_path: Path):
     assert config.output == "runs/from-file"
 
 
+def test_lr_takes_auto_usual_or_a_number_from_flags_and_files(tmp_path: Path):
+    assert compare_config("--lr", "usual").train.lr == "usual"
+    path = tmp_path / "usual.yaml"
+    path.write_text("learning_rate: usual\n")
+    assert compare_config("--config", str(path)).train.lr == "usual"
+    with pytest.raises(CnnvitError, match="'lr' must be auto, usual or a number, not 'often'"):
+        compare_config("--lr", "often")
+    with pytest.raises(CnnvitError, match="--lr must be auto, usual or positive"):
+        compare_config("--lr", "-1")
+
+
 def test_a_config_file_naming_one_setting_twice_is_refused(tmp_path: Path):
     path = tmp_path / "twice.yaml"
     cases = [("lr: 1e-3\nlearning_rate: 5e-4\n", "lr", "learning_rate"),

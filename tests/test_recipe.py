@@ -181,6 +181,38 @@ def test_a_number_for_lr_is_kept_and_train_model_refuses_auto(tiny: dict) -> Non
                     make_accelerator(runtime), runtime)  # fmt: skip
 
 
+def test_usual_gives_each_family_its_usual_rate_untuned(tiny: dict) -> None:
+    config = TrainConfig(epochs=1, lr="usual")
+    no_model = lambda: (_ for _ in ()).throw(AssertionError("no trial"))  # noqa: E731
+    chosen = {
+        (family, pretrained): tune_learning_rate(
+            no_model,
+            (None, None),
+            (None, None),
+            config,
+            None,
+            tiny["runtime"],
+            family=family,
+            pretrained=pretrained,
+        )  # fmt: skip
+        for family in ("cnn", "vit")
+        for pretrained in (False, True)
+    }
+    assert chosen["cnn", False].chosen_lr == 2e-3 and chosen["vit", False].chosen_lr == 5e-4
+    assert chosen["cnn", True].chosen_lr == pytest.approx(2e-4)
+    assert chosen["vit", True].chosen_lr == pytest.approx(5e-5)
+    assert all(r.method == "usual" and r.images_used == 0 for r in chosen.values())
+    assert "usual rate" in chosen["vit", False].reason
+    # The training loop still wants a number: "usual" is resolved before it, like "auto".
+    runtime = tiny["runtime"]
+    built = build_model("vit-nano", "vit", ["a", "b"], 16, "eager")
+    model, preprocess = place_model(built, runtime)
+    images, labels = torch.zeros(4, 3, 16, 16, dtype=torch.uint8), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(CnnvitError, match="needs a number for lr"):
+        train_model(model, preprocess, (images, labels), (images, labels), config,
+                    make_accelerator(runtime), runtime)  # fmt: skip
+
+
 def test_the_usual_rate_holds_unless_another_beats_it_significantly() -> None:
     def ranked(usual: float, n: int, second: float = 0.417) -> list[float]:
         trials = [

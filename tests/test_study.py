@@ -172,6 +172,18 @@ def test_one_cell_study_and_its_run_report_say_the_same(
             assert sentence in study_text and sentence in run_text
 
 
+def test_a_study_trains_each_family_at_its_usual_rate_by_default(tmp_path: Path) -> None:
+    """Without --lr, cells train untuned at per-family rates, not one rate shared by both."""
+    settings = {k: v for k, v in SMALL.items() if k != "lr"}
+    root = tmp_path / "usual"
+    study(output=str(root), **{**settings, "seeds": [0], "fractions": [1.0]})
+    run = load_run(root / "cells" / "nano-f100-s0")
+    assert run.config.train.lr == "usual"
+    rates = {k: m.results["training"]["lr"] for k, m in run.models.items()}
+    assert rates == {"cnn": 2e-3, "vit": 5e-4}
+    assert all(m.results["tuning"]["images_used"] == 0 for m in run.models.values())
+
+
 def test_report_command_rebuilds_the_study_report(
     built: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,6 +22,8 @@ from .errors import CnnvitError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ATTENTIONS = ("auto", "eager", "sdpa")
+# --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), or a number.
+LR_WORDS = ("auto", "usual")
 
 REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker names
 
@@ -113,8 +115,11 @@ class TrainConfig:
     lr: float | str = _opt(
         "auto",
         "peak learning rate of AdamW: auto (chosen per model on the validation split, with an "
-        "equal tuning budget for both) or a number used for both models",
+        "equal tuning budget for both), usual (each family's usual rate, untuned: 2e-3 for the "
+        "CNN, 5e-4 for the ViT, a tenth of that for pretrained hub models) or a number used "
+        "for both models",
         auto=True,
+        words=LR_WORDS,
         aliases=("learning_rate",),
     )
     weight_decay: float | str = _opt(
@@ -272,14 +277,15 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
             return None
         raise CnnvitError(f"config key '{name}' needs a value, not null (empty)")
     if f.metadata.get("auto"):  # "auto" or a number (the CLI and YAML may give "3e-4")
-        if value == "auto":
+        words = f.metadata.get("words", ("auto",))
+        if value in words:
             return value
         try:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
         except (TypeError, ValueError):
-            message = f"config key '{name}' must be auto or a number, not {value!r}"
+            message = f"config key '{name}' must be {', '.join(words)} or a number, not {value!r}"
             raise CnnvitError(message) from None
     default = f.default
     kind = type(default) if default is not None and default is not dataclasses.MISSING else None
@@ -358,8 +364,8 @@ def validate(config: CompareConfig) -> None:
         raise CnnvitError(f"--epochs must be at least 1, not {t.epochs}")
     if t.batch_size < 1 or t.eval_batch_size < 1:
         raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
-    if t.lr != "auto" and not t.lr > 0:
-        raise CnnvitError(f"--lr must be auto or positive, not {t.lr}")
+    if t.lr not in LR_WORDS and not t.lr > 0:
+        raise CnnvitError(f"--lr must be auto, usual or positive, not {t.lr}")
     if t.warmup_fraction != "auto" and not 0 <= t.warmup_fraction < 1:
         raise CnnvitError("--warmup-fraction must be in [0, 1)")
     if t.label_smoothing != "auto" and not 0 <= t.label_smoothing < 1:

@@ -182,7 +182,7 @@ class _Placed:
     family: str
 
 
-# The learning rate when the run tuned it ("auto") but recorded no number for the model.
+# The learning rate when the run chose it per model ("auto", "usual") but recorded no number.
 FALLBACK_LR = 5e-4
 
 
@@ -191,13 +191,13 @@ def recipe_for_probe(
 ) -> TrainConfig:
     """The run's recipe with `changes` applied, for a probe that trains a fresh model.
 
-    A learning rate left at "auto" (tuned per model by the run) becomes the number the run
-    recorded for that model (`recorded`, its run.json training block), else FALLBACK_LR; the
-    other "auto" settings stay, so the training loop applies its budget rule to them.
+    A learning rate left at "auto" or "usual" (chosen per model by the run) becomes the number
+    the run recorded for that model (`recorded`, its run.json training block), else FALLBACK_LR;
+    the other "auto" settings stay, so the training loop applies its budget rule to them.
     """
     names = {f.name for f in dataclasses.fields(config)}
     resolved: dict[str, Any] = {}
-    if config.lr == "auto":
+    if config.lr in ("auto", "usual"):
         value = (recorded or {}).get("lr")
         resolved["lr"] = float(value) if isinstance(value, (int, float)) else FALLBACK_LR
     resolved.update({k: v for k, v in changes.items() if k in names})

@@ -101,7 +101,7 @@ def train_model(
     # A prepared scheduler advances once per process at each optimizer step (accelerate's
     # convention), so the schedule is laid out in those ticks.
     total_steps = steps_per_epoch * config.epochs * world
-    if config.lr == "auto":
+    if not isinstance(config.lr, (int, float)):
         raise CnnvitError(
             "train_model needs a number for lr: choose one with training.tuning.tune_learning_rate"
         )

@@ -55,6 +55,9 @@ optimizer steps, so that a trial on a small split still warms up and decays. Tha
 only when epochs x training images < 512 x batch size; on digits it makes tuning a third of the
 budget. It was 24 steps; where trials cannot separate the rates the usual rate holds, so the
 longer floor mostly cost time.
+
+`--lr usual` skips the trials and takes the usual rates as they are: per-family rates at no
+tuning cost, which is what a study's many cells use (study/grid.py).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ from .loop import train_model
 from .recipe import fixed_recipe_config, resolve_recipe
 
 GRIDS = {"cnn": (5e-4, 1e-3, 2e-3, 4e-3), "vit": (2.5e-4, 5e-4, 1e-3, 2e-3)}
+FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 PRIOR_RATES = {"cnn": 2e-3, "vit": 5e-4}  # the family's usual rate, favoured among tied trials
 PRETRAINED_SCALE = 0.1  # fine-tuning a hub model wants about a tenth of the from-scratch rate
 KEEP = 2  # rates kept after the first round
@@ -149,18 +153,29 @@ def tune_learning_rate(
     """Choose the peak learning rate for one model on `validation`; see the module docstring.
 
     `make_model` returns a fresh (model, preprocessor) with the same initial weights each call.
-    A number in `config.lr` is returned as it is, with no trials.
+    A number in `config.lr` is returned as it is, and "usual" returns the family's usual rate
+    (`PRIOR_RATES`, scaled for a pretrained model), both with no trials.
     """
     log = log or (lambda line: None)
+    scale = PRETRAINED_SCALE if pretrained else 1.0
+    prior = PRIOR_RATES[family] * scale
+    if config.lr == "usual":
+        return TuningResult(
+            chosen_lr=prior,
+            method="usual",
+            reason=(
+                f"--lr usual was given: the {FAMILY_NAMES.get(family, family)} family's usual "
+                f"rate{' for fine-tuning a pretrained model' if pretrained else ''} ({prior:g}), "
+                "not tuned"
+            ),
+        )
     if config.lr != "auto":
         return TuningResult(
             chosen_lr=float(config.lr),
             method="fixed",
             reason=f"--lr {float(config.lr):g} was given, so no rate was tuned",
         )
-    scale = PRETRAINED_SCALE if pretrained else 1.0
     grid = [lr * scale for lr in GRIDS[family]]
-    prior = PRIOR_RATES[family] * scale
     n_train = len(train[1])
     recipe = resolve_recipe(config, n_train)
     lengths = trial_images(config.epochs, n_train, config.batch_size)
