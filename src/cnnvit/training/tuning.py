@@ -234,7 +234,7 @@ def tune_learning_rate(
             "(its regularisation before overfitting and its warm-up length in steps, at most "
             "half the trial), then a cosine decay to their end"
         ),
-        reason=_reason(winner, best, n_val, prior) + f"; {used} training images spent on tuning",
+        reason=_reason(winner, best, n_val, prior) + f"; {used:,} training images spent on tuning",
     )
 
 
