@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from cnnvit.config import DataConfig, TrainConfig
+from cnnvit.config import LR_WORDS, DataConfig, TrainConfig
 from cnnvit.data import PreparedData, prepare_data
 from cnnvit.evaluation import predict
 from cnnvit.measure import environment, matmul_peak_flops, synchronize
@@ -56,13 +56,13 @@ SIDES = ("plain", "peer", "cnnvit")
 
 
 def lr_value(text: str) -> float | str:
-    """--lr: auto or a positive number."""
-    if text == "auto":
+    """--lr: auto, usual or a positive number (as `cnnvit compare --lr`)."""
+    if text in LR_WORDS:
         return text
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be auto or a number, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be auto, usual or a number, not {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", choices=("cnn", "vit", "both"), default="both")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=lr_value, default="auto", help="auto (tuned) or a number")
+    parser.add_argument(
+        "--lr", type=lr_value, default="auto",
+        help="auto (tuned), usual (each family's usual rate) or a number",
+    )  # fmt: skip
     parser.add_argument(
         "--sides", default="peer,cnnvit", help="comma-separated: plain, peer, cnnvit"
     )
@@ -102,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sides = args.sides.split(",")
     if not sides or any(side not in SIDES for side in sides):
         parser.error(f"--sides: choose from {', '.join(SIDES)}")
-    if "peer" in sides and args.lr == "auto":
+    if "peer" in sides and args.lr in LR_WORDS:
         parser.error("--sides peer needs a number for --lr (the peer has no tuner)")
     for name in (args.presets or "").split(",") if args.presets else []:
         if name not in PRESETS:

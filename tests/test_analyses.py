@@ -346,3 +346,4 @@ def test_probe_recipe_takes_the_learning_rate_the_run_recorded():
     assert (recipe.lr, recipe.epochs, recipe.augment) == (3e-4, 6, False)
     assert recipe_for_probe(tuned, None).lr == FALLBACK_LR
     assert recipe_for_probe(TrainConfig(lr=2e-3), {"lr": 3e-4}).lr == 2e-3  # a number is kept
+    assert recipe_for_probe(TrainConfig(lr="usual"), {"lr": 2e-3}).lr == 2e-3

@@ -149,6 +149,16 @@ def test_config_file_accepts_the_same_spellings(tmp_path: Path):
     assert config.output == "runs/from-file"
 
 
+def test_study_help_shows_the_studys_own_defaults(capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    lr_help = text.split("--lr, --learning-rate", 1)[1].split("--weight-decay", 1)[0]
+    assert "(default: usual)" in lr_help
+    epochs_help = text.split("--epochs, --num-train-epochs", 1)[1].split("--batch-size", 1)[0]
+    assert "(default: 6)" in epochs_help
+
+
 def test_lr_takes_auto_usual_or_a_number_from_flags_and_files(tmp_path: Path):
     assert compare_config("--lr", "usual").train.lr == "usual"
     path = tmp_path / "usual.yaml"

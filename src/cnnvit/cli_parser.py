@@ -46,8 +46,14 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{', '.join(action.option_strings)} {metavar}"
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) -> None:
-    """One flag per config field, default left unset so that only given flags override."""
+def _add_config_flags(
+    parser: argparse.ArgumentParser,
+    stages: Sequence[str],
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    """One flag per config field, default left unset so that only given flags override.
+
+    `defaults` replaces the defaults the help shows (a study's own, where they differ)."""
     for stage in stages:
         cls = STAGES[stage] if stage in STAGES else CompareConfig
         group = parser.add_argument_group(f"{stage} options")
@@ -56,8 +62,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, stages: Sequence[str]) ->
                 continue
             flags = option_strings(f.name, f.metadata)
             help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help
-            if f.default is not None:
-                help_text += f" (default: {f.default})"
+            shown = (defaults or {}).get(f.name, f.default)
+            if shown is not None:
+                help_text += f" (default: {shown})"
             if isinstance(f.default, bool):
                 group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)  # fmt: skip
@@ -219,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--resume", metavar="STUDY_DIR",
                        help="continue the study in STUDY_DIR with its saved settings")  # fmt: skip
     _add_study_flags(study)
-    _add_config_flags(study, ["data", "models", "train"])
+    from .study.grid import STUDY_DEFAULTS
+
+    _add_config_flags(study, ["data", "models", "train"], STUDY_DEFAULTS)
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a saved model on a dataset's test split",

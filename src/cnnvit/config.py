@@ -30,7 +30,8 @@ REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse's name
     """A field with its help text; `extra` holds `aliases` (other names of the flag and config
-    key, as the Hugging Face examples spell them), `choices` and `flag` (the flag's main name)."""
+    key, as the Hugging Face examples spell them), `choices`, `flag` (the flag's main name),
+    `auto` (the value may be a word or a number) and `words` (those words; default "auto")."""
     return field(default=default, metadata={"help": help, **extra})
 
 

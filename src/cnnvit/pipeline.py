@@ -302,8 +302,9 @@ def _train_and_evaluate(
     test_images, test_labels = data.tensors("test", built.processor)
     test_ids = data.example_ids("test", built.processor)
 
-    # The learning rate: chosen per model on validation with an equal budget (lr "auto"), or
-    # the number given. Trials start from copies of the same initial weights as the real run.
+    # The learning rate: chosen per model on validation with an equal budget (lr "auto"), the
+    # family's usual rate (lr "usual"), or the number given. Trials start from copies of the
+    # same initial weights as the real run.
     checkpoints = writer.path / ".checkpoints" / family
     earlier = writer.model(family).get("tuning")  # resuming: the rate was already chosen
     initial = copy.deepcopy(built.model).cpu()

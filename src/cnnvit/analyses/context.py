@@ -197,7 +197,7 @@ def recipe_for_probe(
     """
     names = {f.name for f in dataclasses.fields(config)}
     resolved: dict[str, Any] = {}
-    if config.lr in ("auto", "usual"):
+    if not isinstance(config.lr, (int, float)):  # "auto" or "usual": chosen per model
         value = (recorded or {}).get("lr")
         resolved["lr"] = float(value) if isinstance(value, (int, float)) else FALLBACK_LR
     resolved.update({k: v for k, v in changes.items() if k in names})

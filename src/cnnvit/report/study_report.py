@@ -294,8 +294,25 @@ def _summary(study: Study) -> str:
         f"{len(grid.get('seeds', []))} training seeds x {len(grid.get('fractions', []))} "
         f"training sizes ({', '.join(f'{n:,}' for n in sizes)} images, nested), {budget}; "
         f"every cell tested on the same {test} test images (split seed "
-        f"{grid.get('split_seed', 'n/a')})."
+        f"{grid.get('split_seed', 'n/a')}). {_learning_rates(study)}"
     )
+
+
+def _learning_rates(study: Study) -> str:
+    """How the cells' learning rates were set: the rule, and the rates where it fixes them."""
+    run = study.first_run
+    if run is None:
+        return ""
+    lr = run.config.train.lr
+    if lr == "auto":
+        return "Each model's learning rate was tuned on validation in every cell."
+    if lr != "usual":
+        return f"Both models trained at learning rate {float(lr):g}."
+    rates = sorted({(m.family, m.results.get("training", {}).get("lr"))
+                    for c in study.complete_cells for m in c.run.models.values()})  # fmt: skip
+    said = ", ".join(f"{'CNN' if f == 'cnn' else 'ViT'} {r:g}" for f, r in rates if r is not None)
+    return (f"Each model trained at its family's usual learning rate, untuned ({said}), "
+            "not at one rate shared by both.")  # fmt: skip
 
 
 def study_content(study: Study, pngs: dict[str, bytes], verdicts: list[Verdict]) -> list[Block]:
