@@ -143,9 +143,9 @@ def test_equal_counted_budgets_and_the_last_round_follows_the_rule(tiny: dict) -
         n = len(vit["validation"][1])
 
         def tied(t: dict, best: dict = best, n: int = n) -> bool:
-            # Not significantly below the best: two-sided z-test at 5%.
+            # Not significantly below the best: two-sided z-test, 5% over three comparisons.
             p, q = best["val_accuracy"], t["val_accuracy"]
-            return p - q <= norm.ppf(0.975) * math.sqrt((p * (1 - p) + q * (1 - q)) / n)
+            return p - q <= norm.ppf(1 - 0.05 / 6) * math.sqrt((p * (1 - p) + q * (1 - q)) / n)
 
         # The chosen rate is the best, or the tied rate nearest the family's usual rate.
         assert tied(chosen)
@@ -231,6 +231,11 @@ def test_the_usual_rate_holds_unless_another_beats_it_significantly() -> None:
     assert ranked(2e-3, 2000) == [2e-3, 5e-4, 1e-3, 2.5e-4]
     # 44.1% against 40.0% is 2.6 standard errors: significant, so the best leads.
     assert ranked(5e-4, 2000, second=0.400) == [2e-3, 5e-4, 1e-3, 2.5e-4]
+    # 44.1% against 41.0% is 2.0 standard errors: significant at 5% alone, but not at 5% over
+    # the three alternatives to the usual rate (2.39 standard errors), so the usual rate holds.
+    # (Measured: vit-micro's trials on Fashion-MNIST put 2e-3 2.2 standard errors ahead of 5e-4,
+    # and the full 10-epoch run at 2e-3 lost 4.4 points to the plain recipe.)
+    assert ranked(5e-4, 2000, second=0.410) == [5e-4, 2e-3, 1e-3, 2.5e-4]
     # On a million images every gap here is real: plain accuracy order.
     assert ranked(5e-4, 1_000_000) == [2e-3, 5e-4, 2.5e-4, 1e-3]
 
