@@ -230,8 +230,8 @@ def _tuning(f: RunFacts) -> list[Block]:
         blocks += [
             ("p", "Each tuned model tried its family's four rates on the validation split "
                   "(never the test split) by successive halving: every rate trained a short run "
-                  "from the model's initial weights, and the family's usual rate and the first "
-                  "of the others trained again for twice as long. Ranking: a rate not "
+                  "from the model's initial weights, and the family's usual rate and the most "
+                  "accurate of the others trained again for twice as long. Ranking: a rate not "
                   "significantly below the best accuracy (two-sided z-test, 5% family-wise over "
                   "the three alternatives to the usual rate) counts as tied with it, and of tied "
                   "rates the one "

@@ -11,8 +11,9 @@ So each family gets a log grid of four rates a factor of two apart, the ViT's an
 (CNN 5e-4..4e-3, ViT 2.5e-4..2e-3; a tenth of that for pretrained hub models, which are
 fine-tuned). The grids share three rates, so two families that want the same rate can both get
 it. The rate is chosen by successive halving: every rate trains a short run of L images from
-the model's initial weights; the family's usual rate and the first of the others by the ranking
-rule below train again for 2L, and the first of those two by the same rule wins. The usual
+the model's initial weights; the family's usual rate and its strongest challenger (the other
+rate with the best validation accuracy) train again for 2L, and the first of those two by the
+ranking rule below wins. The usual
 rate always reaches that final round, so leaving it is decided on the longest trials: measured
 on Fashion-MNIST (BENCHMARKS.md), a first round of 47 steps dropped vit-micro's usual 5e-4 and
 sent 2.5e-4 and 2e-3 on, where the final round could not tell 5e-4 from 2e-3. L depends only
@@ -234,7 +235,7 @@ def tune_learning_rate(
         method=(
             f"successive halving on the validation split: {len(grid)} learning rates "
             f"({', '.join(f'{lr:g}' for lr in grid)}) trained for {first} images each from the "
-            f"same initial weights, the family's usual rate and the first of the others again "
+            f"same initial weights, the family's usual rate and the best of the others again "
             f"for {second}; ranked by validation "
             "accuracy (ties by validation loss), rates not significantly below the best "
             f"(two-sided z-test on the difference of two accuracies, |z| > {TIE_Z:.2f}: 5% "
@@ -249,11 +250,14 @@ def tune_learning_rate(
 
 
 def finalists(ranked: list[dict[str, Any]], prior: float) -> list[float]:
-    """The KEEP rates that train again: the usual rate (when in the grid) and the first of the
-    others in `ranked` order, so leaving the usual rate is decided on the longest trials."""
-    usual = [t for t in ranked if math.isclose(t["lr"], prior)]
+    """The KEEP rates that train again: the usual rate (when in the grid) and its strongest
+    challenger, the other rate with the best validation accuracy (ties by loss), so leaving the
+    usual rate is decided on the longest trials. Without the usual rate: the first KEEP."""
     others = [t for t in ranked if not math.isclose(t["lr"], prior)]
-    return [t["lr"] for t in (usual + others)[:KEEP]]
+    if len(others) == len(ranked):
+        return [t["lr"] for t in ranked[:KEEP]]
+    challengers = sorted(others, key=lambda t: (-t["val_accuracy"], t["val_loss"]))
+    return [prior, *(t["lr"] for t in challengers[: KEEP - 1])]
 
 
 def trial_warmup(full_warmup_steps: int, images: int, epochs: int, config: TrainConfig) -> float:
