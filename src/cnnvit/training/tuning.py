@@ -13,13 +13,12 @@ fine-tuned). The grids share three rates, so two families that want the same rat
 it. The rate is chosen by successive halving: every rate trains a short run of L images from
 the model's initial weights; the family's usual rate and its strongest challenger (the other
 rate with the best validation accuracy) train again for 2L, and the first of those two by the
-ranking rule below wins. The usual
-rate always reaches that final round, so leaving it is decided on the longest trials: measured
-on Fashion-MNIST (BENCHMARKS.md), a first round of 47 steps dropped vit-micro's usual 5e-4 and
-sent 2.5e-4 and 2e-3 on, where the final round could not tell 5e-4 from 2e-3. L depends only
-on the training budget (epochs x training images) and the batch size, so both models get
-exactly the same tuning budget, recorded as `images_used`. The tuner receives the training and
-validation tensors only: it never sees test data.
+ranking rule below wins. The usual rate always reaches that final round, so leaving it is
+decided on the longest trials: measured on Fashion-MNIST (BENCHMARKS.md), a first round of 47
+steps dropped vit-micro's usual 5e-4 and sent 2.5e-4 and 2e-3 on, where the final round could
+not tell 5e-4 from 2e-3. L depends only on the training budget (epochs x training images) and
+the batch size, so both models get exactly the same tuning budget, recorded as `images_used`.
+The tuner receives the training and validation tensors only: it never sees test data.
 
 A trial is a few percent of the real run, so its ranking of rates is evidence about the start
 of training, not its end. The bias runs both ways: a low rate can make quick early progress that
@@ -253,11 +252,12 @@ def finalists(ranked: list[dict[str, Any]], prior: float) -> list[float]:
     """The KEEP rates that train again: the usual rate (when in the grid) and its strongest
     challenger, the other rate with the best validation accuracy (ties by loss), so leaving the
     usual rate is decided on the longest trials. Without the usual rate: the first KEEP."""
-    others = [t for t in ranked if not math.isclose(t["lr"], prior)]
-    if len(others) == len(ranked):
+    usual = [t["lr"] for t in ranked if math.isclose(t["lr"], prior)]
+    if not usual:
         return [t["lr"] for t in ranked[:KEEP]]
+    others = [t for t in ranked if not math.isclose(t["lr"], prior)]
     challengers = sorted(others, key=lambda t: (-t["val_accuracy"], t["val_loss"]))
-    return [prior, *(t["lr"] for t in challengers[: KEEP - 1])]
+    return [usual[0], *(t["lr"] for t in challengers[: KEEP - 1])]
 
 
 def trial_warmup(full_warmup_steps: int, images: int, epochs: int, config: TrainConfig) -> float:
