@@ -13,13 +13,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ..config import FAMILY_NAMES
+
 if TYPE_CHECKING:  # only for annotations: the engine imports this module
     from .engine import Verdict
     from .stats import Evidence
 
 VERDICT_COLUMNS = ("claim", "verdict", "leans", "effect", "95% interval", "Holm p", "threshold")
 
-_FAMILY = {"cnn": "CNN", "vit": "ViT"}
+_FAMILY = FAMILY_NAMES
 
 
 def format_p(p: float | None) -> str:

@@ -234,9 +234,8 @@ def _tuning(f: RunFacts) -> list[Block]:
                   "accurate of the others trained again for twice as long. Ranking: a rate not "
                   "significantly below the best accuracy (two-sided z-test, 5% family-wise over "
                   "the three alternatives to the usual rate) counts as tied with it, and of tied "
-                  "rates the one "
-                  "nearest the family's usual rate (CNN 2e-3, ViT 5e-4; a tenth for pretrained "
-                  "models) ranks first. " + budget),
+                  "rates the one nearest the family's usual rate (CNN 2e-3, ViT 5e-4; a tenth "
+                  "for pretrained models) ranks first. " + budget),
             ("table", ["model", "round", "lr", "images", "val accuracy", "val loss", ""],
              rows, "lrrrrrl"),
         ]  # fmt: skip

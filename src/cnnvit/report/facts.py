@@ -10,13 +10,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import CompareConfig
+from ..config import FAMILY_NAMES, CompareConfig
 from ..evidence import Verdict, cell_from_run, judge_claims
 from ..evidence.cells import epochs_to_95 as cell_epochs_to_95
 from ..runs import Run
 
 SIDES = ("cnn", "vit")
-ROLE = {"cnn": "CNN", "vit": "ViT"}
+ROLE = FAMILY_NAMES
 SMALL_DATA = 10_000  # training images below which a dataset counts as small
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 
+from ..config import FAMILY_NAMES
 from ..evidence import CellRecord, FractionRow, Verdict
 from .figures import COLORS, _png
 
@@ -22,7 +23,7 @@ matplotlib.use("Agg")  # no display: must be chosen before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
-ROLE = {"cnn": "CNN", "vit": "ViT"}
+ROLE = FAMILY_NAMES
 COST_METRICS = (  # (metric, label): ViT/CNN ratios per cell
     ("flops_per_image", "FLOPs / image"),
     ("latency_ms_batch1", "batch-1 latency"),

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..config import FAMILY_NAMES
 from ..evidence import (
     VERDICT_COLUMNS,
     Verdict,
@@ -310,7 +311,7 @@ def _learning_rates(study: Study) -> str:
         return f"Both models trained at learning rate {float(lr):g}."
     rates = sorted({(m.family, m.results.get("training", {}).get("lr"))
                     for c in study.complete_cells for m in c.run.models.values()})  # fmt: skip
-    said = ", ".join(f"{'CNN' if f == 'cnn' else 'ViT'} {r:g}" for f, r in rates if r is not None)
+    said = ", ".join(f"{FAMILY_NAMES.get(f, f)} {r:g}" for f, r in rates if r is not None)
     return (f"Each model trained at its family's usual learning rate, untuned ({said}), "
             "not at one rate shared by both.")  # fmt: skip
 

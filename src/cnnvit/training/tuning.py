@@ -78,14 +78,13 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from ..config import TrainConfig
+from ..config import FAMILY_NAMES, TrainConfig
 from ..data.preprocess import BatchPreprocessor
 from ..runtime import Runtime
 from .loop import train_model
 from .recipe import fixed_recipe_config, resolve_recipe
 
 GRIDS = {"cnn": (5e-4, 1e-3, 2e-3, 4e-3), "vit": (2.5e-4, 5e-4, 1e-3, 2e-3)}
-FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 PRIOR_RATES = {"cnn": 2e-3, "vit": 5e-4}  # the family's usual rate, favoured among tied trials
 PRETRAINED_SCALE = 0.1  # fine-tuning a hub model wants about a tenth of the from-scratch rate
 KEEP = 2  # rates kept after the first round
