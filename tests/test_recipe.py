@@ -337,7 +337,12 @@ def test_deferred_regularisation_ramps_from_the_first_overfit_epoch_to_full() ->
 
     assert [ramp_fraction(e, None, 5) for e in range(1, 6)] == [0.0] * 5
     assert [ramp_fraction(e, 2, 5) for e in range(1, 6)] == pytest.approx([0, 0, 1 / 3, 2 / 3, 1])
-    assert ramp_fraction(5, 4, 5) == 1.0  # overfit in the second-to-last epoch: full at once
+    assert ramp_fraction(6, 2, 6) == 1.0
+    # Overfitting first seen in the second half of the run: regularisation never starts.
+    assert [ramp_fraction(e, 3, 6) for e in range(4, 7)] == pytest.approx([1 / 3, 2 / 3, 1])
+    assert [ramp_fraction(e, 4, 6) for e in range(1, 7)] == [0.0] * 6
+    assert [ramp_fraction(e, 11, 20) for e in range(1, 21)] == [0.0] * 20
+    assert ramp_fraction(20, 10, 20) == 1.0
     recipe = regularisation_for(10, 1000)
     assert recipe.deferred and recipe.label_smoothing > 0 and recipe.augment_strength > 0
     half = recipe.ramped(0.5)
@@ -373,6 +378,12 @@ def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(tiny: dict)
     assert scales[switch:] == pytest.approx([(i + 1) / remaining for i in range(remaining)])
     before = result.history[switch - 1]
     assert overfitting(before["train_accuracy"], before["val_accuracy"], 64, len(validation[1]))
+    assert switch <= len(flags) // 2  # it overfit in the first half, or nothing would start
+    # Each row records its own overfitting test.
+    assert [r["overfitting"] for r in result.history] == [
+        overfitting(r["train_accuracy"], r["val_accuracy"], 64, len(validation[1]))
+        for r in result.history
+    ]
     assert not any(
         overfitting(r["train_accuracy"], r["val_accuracy"], 64, len(validation[1]))
         for r in result.history[: switch - 1]

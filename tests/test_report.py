@@ -269,6 +269,15 @@ def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Pa
     assert "rising to full strength" in row  # the rows record the ramp's share
     assert "| label smoothing | 0.05 |" in text and "strength 0.50" in text
 
+    def overfit_late(record: dict) -> None:  # the CNN overfit from epoch 3 of 4: too late
+        for row, flag in zip(record["models"]["cnn"]["history"], [0, 0, 1, 1], strict=True):
+            row["overfitting"] = bool(flag)
+
+    _edit(run, overfit_late)
+    build_report(run)
+    row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
+    assert "CNN: never (it began to overfit at epoch 3 of 4, in the second half" in row, row
+
     def before_the_ramp(record: dict) -> None:  # a run made before rows had the share
         for model in record["models"].values():
             for row in model["history"]:

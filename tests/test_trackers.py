@@ -21,6 +21,7 @@ LOGGED = (
     "seconds",
     "regularised",
     "regularisation",
+    "overfitting",
 )
 
 

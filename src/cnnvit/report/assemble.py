@@ -191,7 +191,14 @@ def _regularised_from(f: RunFacts) -> str:
             if start + 1 < len(flags) and "regularisation" in history[start]:
                 said[family] += ", rising to full strength at the last epoch"
         else:
-            said[family] = "never (it did not overfit)"
+            # Rows record each epoch's overfitting test (runs from before that field do not).
+            late = [row["epoch"] for row in history if row.get("overfitting")]
+            said[family] = (
+                f"never (it began to overfit at epoch {late[0]} of {len(history)}, in the "
+                "second half of the run: too late for regularisation to pay)"
+                if late
+                else "never (it did not overfit)"
+            )
     if len(set(said.values())) == 1:
         return next(iter(said.values()), "n/a")
     return "; ".join(f"{ROLE[k]}: {v}" for k, v in said.items())

@@ -14,7 +14,9 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         family, source, pretrained, params, flops_per_image, image_size,
                         history (one row per epoch: train/val loss and accuracy, seconds, lr,
                         regularised: whether label smoothing and augmentation were on,
-                        regularisation: their share of full strength, 0 to 1),
+                        regularisation: their share of full strength, 0 to 1,
+                        overfitting: whether training accuracy led validation by more than
+                        two standard errors, the test that starts them),
                         best_epoch, tuning (every learning-rate trial), recipe (the budget
                         rule's values), training (recipe and runtime as used), test (accuracy,
                         top-5, macro F1, loss, per-class, confusion matrix), efficiency (train

@@ -194,16 +194,19 @@ def train_model(
                     model, preprocess, *validation, config.eval_batch_size, accelerator
                 )
             val_accuracy = float((val_logits.argmax(1) == validation[1]).float().mean())
+            train_accuracy = float(accelerator.reduce(correct, "sum")) / trained
             row = {
                 "epoch": epoch,
                 "train_loss": float(accelerator.reduce(loss_sum, "sum")) / trained,
-                "train_accuracy": float(accelerator.reduce(correct, "sum")) / trained,
+                "train_accuracy": train_accuracy,
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "seconds": seconds,
                 "lr": scheduler.get_last_lr()[0],
                 "regularised": scale > 0,
                 "regularisation": float(scale),
+                # recipe.overfitting: training accuracy above validation by > 2 standard errors
+                "overfitting": overfitting(train_accuracy, val_accuracy, count, len(validation[1])),
             }
             history.append(row)
             if overfit_epoch is None:
