@@ -338,11 +338,15 @@ def test_deferred_regularisation_ramps_from_the_first_overfit_epoch_to_full() ->
     assert [ramp_fraction(e, None, 5) for e in range(1, 6)] == [0.0] * 5
     assert [ramp_fraction(e, 2, 5) for e in range(1, 6)] == pytest.approx([0, 0, 1 / 3, 2 / 3, 1])
     assert ramp_fraction(6, 2, 6) == 1.0
-    # Overfitting first seen in the second half of the run: regularisation never starts.
+    # At the midpoint it still starts; first seen in the second half, it never starts.
     assert [ramp_fraction(e, 3, 6) for e in range(4, 7)] == pytest.approx([1 / 3, 2 / 3, 1])
     assert [ramp_fraction(e, 4, 6) for e in range(1, 7)] == [0.0] * 6
-    assert [ramp_fraction(e, 11, 20) for e in range(1, 21)] == [0.0] * 20
     assert ramp_fraction(20, 10, 20) == 1.0
+    assert [ramp_fraction(e, 11, 20) for e in range(1, 21)] == [0.0] * 20
+    # An odd count: the middle epoch belongs to the second half.
+    assert ramp_fraction(5, 2, 5) == 1.0
+    assert [ramp_fraction(e, 3, 5) for e in range(1, 6)] == [0.0] * 5
+    assert regularisation_for(10, 1000).latest_onset == 0.5  # recorded for the report
     recipe = regularisation_for(10, 1000)
     assert recipe.deferred and recipe.label_smoothing > 0 and recipe.augment_strength > 0
     half = recipe.ramped(0.5)
@@ -354,7 +358,9 @@ def test_deferred_regularisation_ramps_from_the_first_overfit_epoch_to_full() ->
     assert fixed.ramped(0) == fixed
 
 
-def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(tiny: dict) -> None:
+def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(
+    tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cnnvit.training.recipe import overfitting
 
     data, runtime = tiny["data"], tiny["runtime"]
@@ -388,6 +394,21 @@ def test_auto_regularisation_waits_for_overfitting_and_then_stays_on(tiny: dict)
         overfitting(r["train_accuracy"], r["val_accuracy"], 64, len(validation[1]))
         for r in result.history[: switch - 1]
     )
+    # The same run with the latest start moved before its first overfitting epoch: the rows
+    # still record overfitting, and nothing is ever switched on.
+    import cnnvit.training.recipe as recipe_module
+
+    monkeypatch.setattr(recipe_module, "LATEST_ONSET", (switch - 1.5) / len(flags))
+    model, preprocess = place_model(build_model("resnet-nano", "cnn", data.class_names, 16,
+                                                "eager", seed=0), runtime)  # fmt: skip
+    late = train_model(model, preprocess, small, validation, config, make_accelerator(runtime),
+                       runtime, log=lambda line: None)  # fmt: skip
+    assert [r["overfitting"] for r in late.history[:switch]] == [
+        r["overfitting"] for r in result.history[:switch]
+    ]  # identical up to the first overfitting epoch
+    assert late.history[switch - 1]["overfitting"]
+    assert not any(r["regularised"] for r in late.history)
+    monkeypatch.undo()
     # A number for label smoothing: nothing is deferred, every epoch is regularised.
     fixed = dataclasses.replace(config, label_smoothing=0.1, epochs=2)
     model, preprocess = place_model(build_model("resnet-nano", "cnn", data.class_names, 16,

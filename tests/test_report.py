@@ -270,7 +270,9 @@ def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Pa
     assert "| label smoothing | 0.05 |" in text and "strength 0.50" in text
 
     def overfit_late(record: dict) -> None:  # the CNN overfit from epoch 3 of 4: too late
-        for row, flag in zip(record["models"]["cnn"]["history"], [0, 0, 1, 1], strict=True):
+        cnn = record["models"]["cnn"]
+        cnn["recipe"]["latest_onset"] = 0.5
+        for row, flag in zip(cnn["history"], [0, 0, 1, 1], strict=True):
             row["overfitting"] = bool(flag)
 
     _edit(run, overfit_late)

@@ -173,7 +173,8 @@ def _per_model(f: RunFacts, path: str, spec: str, configured: object) -> str:
 
 def _regularised_from(f: RunFacts) -> str:
     """From which epoch each model trained with label smoothing and augmentation ("auto" ones
-    wait until the model overfits: training/recipe.py)."""
+    wait until the model overfits, and start only if that is in the run's first half:
+    training/recipe.py)."""
     said = {}
     for family, m in f.models.items():
         history = m.get("history") or []
@@ -191,14 +192,18 @@ def _regularised_from(f: RunFacts) -> str:
             if start + 1 < len(flags) and "regularisation" in history[start]:
                 said[family] += ", rising to full strength at the last epoch"
         else:
-            # Rows record each epoch's overfitting test (runs from before that field do not).
-            late = [row["epoch"] for row in history if row.get("overfitting")]
-            said[family] = (
-                f"never (it began to overfit at epoch {late[0]} of {len(history)}, in the "
-                "second half of the run: too late for regularisation to pay)"
-                if late
-                else "never (it did not overfit)"
-            )
+            # Rows record each epoch's overfitting test (runs from before that field do not),
+            # and the recipe the share of the epochs within which it may start regularisation.
+            overfit = [row["epoch"] for row in history if row.get("overfitting")]
+            epochs = lookup(m, "training.epochs") or f.config.train.epochs
+            share = lookup(m, "recipe.latest_onset")
+            if overfit and share is not None and overfit[0] > share * epochs:
+                said[family] = (
+                    f"never (it began to overfit at epoch {overfit[0]} of {epochs}, in the "
+                    "second half of the run: too late for regularisation to pay)"
+                )
+            else:
+                said[family] = "never (it did not overfit)"
     if len(set(said.values())) == 1:
         return next(iter(said.values()), "n/a")
     return "; ".join(f"{ROLE[k]}: {v}" for k, v in said.items())

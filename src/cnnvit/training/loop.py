@@ -118,8 +118,8 @@ def train_model(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         model = torch.compile(model)
-    # "auto" augmentation and label smoothing wait until the run overfits, then ramp up
-    # (recipe.py): the first epoch that overfit, None while none has.
+    # "auto" augmentation and label smoothing wait until the run overfits, then ramp up if that
+    # was in the run's first half (recipe.py): the first epoch that overfit, None while none has.
     overfit_epoch: int | None = None
     generator = torch.Generator().manual_seed(config.seed)
     # Augmentation draws differ between processes (one process: the same generator as ever).
@@ -135,6 +135,9 @@ def train_model(
     resumed = load_checkpoint(accelerator, checkpoint_dir) if checkpoint_dir else None
     if resumed is not None:
         history = resumed["history"]
+        for row in history:  # rows saved before they recorded their own overfitting test
+            row.setdefault("overfitting", overfitting(
+                row["train_accuracy"], row["val_accuracy"], count, len(validation[1])))  # fmt: skip
         best_accuracy, best_epoch = resumed["best_accuracy"], resumed["best_epoch"]
         best_state = resumed["best_state"]
         generator.set_state(resumed["generator"])
@@ -254,8 +257,9 @@ def train_model(
 def _first_overfit_epoch(
     history: list[dict[str, float]], recipe: Recipe, n_train: int, n_val: int
 ) -> int | None:
-    """The first epoch of `history` that overfit (recipe.overfitting), from which the deferred
-    regularisation ramps up; None if none did or nothing is deferred."""
+    """The first epoch of `history` that overfit (recipe.overfitting), after which the deferred
+    regularisation ramps up if it lies in the run's first half (recipe.ramp_fraction); None if
+    none did or nothing is deferred."""
     if not recipe.deferred:
         return None
     for row in history:

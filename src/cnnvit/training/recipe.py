@@ -27,9 +27,9 @@ wait for the evidence: a run starts without them and switches them on, ramping u
 (below), from the epoch after the first one whose training accuracy (measured on that epoch's
 batches) exceeds its validation accuracy by more than two standard errors of the difference,
 sqrt(pt (1 - pt) / n_train + pv (1 - pv) / n_val): the model has started to fit its training
-images better than unseen ones. The training accuracy is a running average over an epoch in
-which the model improved, so it lags the model; the test is conservative. `overfitting` is that
-test.
+images better than unseen ones. Only such an epoch in the run's first half starts them (below).
+The training accuracy is a running average over an epoch in which the model improved, so it
+lags the model; the test is conservative. `overfitting` is that test.
 
 Once on, the deferred regularisation ramps up linearly, reaching strength s at the last epoch:
 after the first overfitting epoch k of E, epoch e trains at (e - k) / (E - k) of it
@@ -42,18 +42,19 @@ regularisation with training progress is what EfficientNetV2's progressive learn
 magnitudes and the smoothing ramp; `--hflip` flips at probability 0.5 from the first epoch
 with any augmentation.
 
-A run that first overfits in its second half is not regularised at all (`LATEST_ONSET`). By the
-midpoint the cosine has halved the learning rate and less than a fifth of the run's total step
-size (the integral of the rate) is left, too little for the model to learn the harder,
-augmented task: the ramp then only pulls a nearly trained model away from the clean images it
-is judged on. In the default digits comparison, vit-micro first overfit at epoch 15 of 20;
-over the ramp its training accuracy fell from 98.5% to 77% and its validation accuracy from
-94.4% to 86.1%, and the checkpoint kept was the last one before the ramp. Without it, the runs
-that overfit late gained or held: on digits the ViT +1.11 and +1.95 points on two of five such
-seeds (the other three kept a checkpoint from before the ramp), the Fashion-MNIST ViT at 20
-epochs +0.65; the one loss, the 10-epoch Fashion-MNIST ResNet, was 0.35 points (7 test images;
-BENCHMARKS.md). Every row records its own test (`overfitting`), so the report can say when a
-run overfit too late.
+A run that first overfits in its second half is not regularised at all (`LATEST_ONSET`). At the
+midpoint, with the default 10% warm-up, the cosine has brought the learning rate below 60% of
+its peak and about a fifth of the run's total step size (the integral of the rate, 22%) is
+left, too little for the model to learn the harder, augmented task: the ramp then only pulls a
+nearly trained model away from the clean images it is judged on. In the default digits
+comparison, vit-micro first overfit at epoch 15 of 20; over the ramp its training accuracy fell
+from 98.5% to 77% and its validation accuracy from 94.4% to 86.1%, and the checkpoint kept was
+the last one before the ramp. Without it, the runs that overfit late gained or held: on digits
+the ViT +1.11 and +1.95 points on two of five such seeds (the other three kept a checkpoint from
+before the ramp), the Fashion-MNIST ViT at 20 epochs +0.65; the one loss, the 10-epoch
+Fashion-MNIST ResNet, was 0.35 points (7 test images; BENCHMARKS.md). Every row records its own
+test (`overfitting`) and the recipe records the share (`latest_onset`), so the report can say
+when a run overfit too late.run overfit too late.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Recipe:
     rule: str  # one line: how these values were chosen
     # Label smoothing and augmentation wait until the run overfits (both were "auto", s > 0).
     deferred: bool = False
+    # ... and start only if that happens within this share of the epochs (LATEST_ONSET).
+    latest_onset: float = 1.0
 
     def ramped(self, fraction: float) -> Recipe:
         """The recipe with what is deferred at `fraction` (0 to 1) of its strength."""
@@ -173,6 +176,7 @@ def regularisation_for(
             )
         ),
         deferred=deferred,
+        latest_onset=LATEST_ONSET,
     )
 
 
