@@ -54,7 +54,7 @@ the ViT +1.11 and +1.95 points on two of five such seeds (the other three kept a
 before the ramp), the Fashion-MNIST ViT at 20 epochs +0.65; the one loss, the 10-epoch
 Fashion-MNIST ResNet, was 0.35 points (7 test images; BENCHMARKS.md). Every row records its own
 test (`overfitting`) and the recipe records the share (`latest_onset`), so the report can say
-when a run overfit too late.run overfit too late.
+when a run overfit too late.
 """
 
 from __future__ import annotations
