@@ -143,7 +143,7 @@ def train_model(
         generator.set_state(resumed["generator"])
         augment_generator.set_state(resumed["augment_generator"])
         first_epoch = len(history) + 1
-        overfit_epoch = _first_overfit_epoch(history, recipe, count, len(validation[1]))
+        overfit_epoch = _first_overfit_epoch(history, recipe)
         log(f"[{name}] resuming after epoch {len(history)} from {checkpoint_dir}")
         for row in history:
             if on_epoch is not None:
@@ -161,7 +161,11 @@ def train_model(
     with PeakMemory(device) as memory:
         for epoch in range(first_epoch, config.epochs + 1):
             model.train()
-            scale = ramp_fraction(epoch, overfit_epoch, config.epochs) if recipe.deferred else 1
+            scale = (
+                ramp_fraction(epoch, overfit_epoch, config.epochs, recipe.latest_onset)
+                if recipe.deferred
+                else 1
+            )
             active = recipe.ramped(scale)
             augment = active.augment_config(config.hflip)
             # The same permutation on every process (one seed); each takes its own slice.
@@ -213,7 +217,7 @@ def train_model(
             }
             history.append(row)
             if overfit_epoch is None:
-                overfit_epoch = _first_overfit_epoch(history, recipe, count, len(validation[1]))
+                overfit_epoch = _first_overfit_epoch(history, recipe)
             if on_epoch is not None:
                 on_epoch(row)
             if accelerator.trackers and tracker_prefix:
@@ -254,18 +258,13 @@ def train_model(
     )
 
 
-def _first_overfit_epoch(
-    history: list[dict[str, float]], recipe: Recipe, n_train: int, n_val: int
-) -> int | None:
-    """The first epoch of `history` that overfit (recipe.overfitting), after which the deferred
-    regularisation ramps up if it lies in the run's first half (recipe.ramp_fraction); None if
-    none did or nothing is deferred."""
+def _first_overfit_epoch(history: list[dict[str, float]], recipe: Recipe) -> int | None:
+    """The first epoch of `history` whose row recorded overfitting (recipe.overfitting), after
+    which the deferred regularisation ramps up if it lies in the run's first half
+    (recipe.ramp_fraction); None if none did or nothing is deferred."""
     if not recipe.deferred:
         return None
-    for row in history:
-        if overfitting(row["train_accuracy"], row["val_accuracy"], n_train, n_val):
-            return int(row["epoch"])
-    return None
+    return next((int(row["epoch"]) for row in history if row["overfitting"]), None)
 
 
 def shard(order: torch.Tensor, world: int, rank: int) -> torch.Tensor:

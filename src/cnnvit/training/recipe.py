@@ -209,12 +209,14 @@ def overfitting(train_accuracy: float, val_accuracy: float, n_train: int, n_val:
     return pt - pv > 2 * se
 
 
-def ramp_fraction(epoch: int, overfit_epoch: int | None, epochs: int) -> float:
+def ramp_fraction(
+    epoch: int, overfit_epoch: int | None, epochs: int, latest_onset: float = LATEST_ONSET
+) -> float:
     """The share of the deferred regularisation epoch `epoch` (1-based) of `epochs` trains
     with, when `overfit_epoch` was the first epoch that overfit (None: none yet): 0 up to it,
-    then rising linearly to 1 at the last epoch; 0 throughout when it came after the first
-    half of the run (LATEST_ONSET)."""
-    if overfit_epoch is None or epoch <= overfit_epoch or overfit_epoch > LATEST_ONSET * epochs:
+    then rising linearly to 1 at the last epoch; 0 throughout when it came after
+    `latest_onset` of the run (the recipe's recorded share, by default the first half)."""
+    if overfit_epoch is None or epoch <= overfit_epoch or overfit_epoch > latest_onset * epochs:
         return 0.0
     return min(1.0, (epoch - overfit_epoch) / max(1, epochs - overfit_epoch))
 
