@@ -34,7 +34,8 @@ import torch
 from ..config import DataConfig
 from ..errors import CnnvitError
 from .images import decode_cached, geometry_key
-from .sources import find_columns, load_source, split_roles
+from .schema import find_columns, split_roles
+from .sources import load_source
 
 SPLITS = ("train", "validation", "test")
 

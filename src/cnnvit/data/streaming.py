@@ -50,7 +50,7 @@ import datasets
 
 from ..config import DataConfig
 from ..errors import CnnvitError, first_line
-from .sources import find_columns, split_roles
+from .schema import find_columns, split_roles
 
 HUB_BUFFER = 1_000  # rows of encoded images held for the shuffle (datasets' own default)
 FOLDER_BUFFER = 100_000  # rows of file paths held for the shuffle of an image folder
