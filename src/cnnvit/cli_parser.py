@@ -18,6 +18,7 @@ from .config import (
     STAGES,
     CompareConfig,
 )
+from .version import __version__
 
 # `cnnvit evaluate --batch-size` is compare's --eval-batch-size: accept that name and HF's too.
 EVAL_BATCH_ALIASES = ("eval_batch_size", "per_device_eval_batch_size")
@@ -118,8 +119,6 @@ def _study_defaults() -> str:
 def _version() -> str:
     """cnnvit's version and those of the two libraries its results depend on most."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
 
     def installed(package: str) -> str:
         try:

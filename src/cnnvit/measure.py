@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import torch
 
+from .version import __version__
+
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work, so a clock read after it measures that work."""
@@ -130,8 +132,6 @@ def cpu_name() -> str:
 def environment(device: torch.device) -> dict[str, Any]:
     """Device, threads and versions, recorded beside every figure."""
     import transformers
-
-    from . import __version__
 
     name = str(device)
     if device.type == "cuda":
