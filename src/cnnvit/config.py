@@ -27,13 +27,20 @@ FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 # --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), or a number.
 LR_WORDS = ("auto", "usual")
 
+# --image-size auto: presets see the images at their own size, rounded up to a size every
+# preset accepts, and never above the size the presets are built for (presets.py).
+PRESET_SIZE_STEP = 16  # the largest preset stride (the ResNets' stem and first stage)
+MIN_AUTO_IMAGE_SIZE = 16
+MAX_AUTO_IMAGE_SIZE = 32
+
 REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker names
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse's name
     """A field with its help text; `extra` holds `aliases` (other names of the flag and config
     key, as the Hugging Face examples spell them), `choices`, `flag` (the flag's main name),
-    `auto` (the value may be a word or a number) and `words` (those words; default "auto")."""
+    `auto` (the value may be a word or a number), `words` (those words; default "auto") and
+    `integer` (a whole number is kept as an int)."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -99,8 +106,14 @@ class ModelsConfig:
         "ViT: a preset name (see `cnnvit models`), hub id or folder; auto: the ViT preset paired "
         "with --cnn by --match",
     )
-    image_size: int = _opt(
-        32, "input size in pixels for presets (hub models use their own processor's size)"
+    image_size: int | str = _opt(
+        "auto",
+        "input size in pixels for presets (hub models use their own processor's size): auto "
+        f"(the images' own size rounded up to a multiple of {PRESET_SIZE_STEP}, from "
+        f"{MIN_AUTO_IMAGE_SIZE} to {MAX_AUTO_IMAGE_SIZE} px: digits' 8x8 images train at 16 px, "
+        "28-px Fashion-MNIST and larger photos at 32) or a number",
+        auto=True,
+        integer=True,
     )
     match: str = _opt(
         "params",
@@ -287,7 +300,10 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
         try:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if f.metadata.get("integer") and number.is_integer():
+                return int(number)  # a whole size in pixels, as the flag takes it
+            return number
         except (TypeError, ValueError):
             message = f"config key '{name}' must be {', '.join(words)} or a number, not {value!r}"
             raise CnnvitError(message) from None
@@ -401,10 +417,24 @@ def validate(config: CompareConfig) -> None:
         value = getattr(d, name)
         if value is not None and value < 1:
             raise CnnvitError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    if m.image_size < 8:
-        raise CnnvitError(f"--image-size must be at least 8 pixels, not {m.image_size}")
+    if m.image_size != "auto" and (m.image_size < 8 or m.image_size != int(m.image_size)):
+        raise CnnvitError(f"--image-size must be auto or a whole number of pixels from 8, "
+                          f"not {m.image_size}")  # fmt: skip
     if m.match not in ("params", "flops"):
         raise CnnvitError(f"--match must be params or flops, not '{m.match}'")
+
+
+def auto_image_size(native_side: int) -> int:
+    """--image-size auto for images whose longer side is `native_side` pixels (see the flag)."""
+    step = PRESET_SIZE_STEP
+    rounded = -(-native_side // step) * step
+    return min(MAX_AUTO_IMAGE_SIZE, max(MIN_AUTO_IMAGE_SIZE, rounded))
+
+
+def pairing_image_size(image_size: int | str) -> int:
+    """The size presets are paired and costed at before the data is read (auto: the largest
+    size auto gives, which the presets are built for)."""
+    return MAX_AUTO_IMAGE_SIZE if image_size == "auto" else int(image_size)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import torch
 
 from ..config import DataConfig
 from ..errors import CnnvitError
-from .images import decode_cached, geometry_key
+from .images import UNREADABLE, _open_image, decode_cached, geometry_key
 from .schema import find_columns, split_roles
 from .sources import load_source
 
@@ -126,6 +126,24 @@ class PreparedData:
     def example_ids(self, split: str, processor: Any) -> np.ndarray:
         """The ids (N,) of the images `tensors(split, processor)` returns, in the same order."""
         return self._decoded(split, processor)[2]
+
+    def native_side(self, sample: int = 32) -> int:
+        """The images' own size in pixels: the median longer side of up to `sample` training
+        images (the first ones of the split), read without resizing; unreadable ones skipped."""
+        part = self.splits["train"]
+        sides = []
+        head = part.dataset.select(range(min(sample, len(part.labels)))).with_format(None)
+        for value in head[self.image_column]:
+            try:
+                sides.append(max(_open_image(value).size))
+            except UNREADABLE:
+                continue
+        if not sides:
+            raise CnnvitError(
+                f"none of the first {sample} training images of '{self.name}' could be read: "
+                "check the dataset's images"
+            )
+        return int(np.median(sides))
 
 
 def _labels_and_names(

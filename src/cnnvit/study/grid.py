@@ -25,7 +25,14 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..config import STUDY_BUDGETS, StudyConfig, build_config, field_aliases, flatten
+from ..config import (
+    STUDY_BUDGETS,
+    StudyConfig,
+    build_config,
+    field_aliases,
+    flatten,
+    pairing_image_size,
+)
 from ..errors import CnnvitError
 
 # Compare settings a study changes from compare's defaults (unless given). The default study on
@@ -211,13 +218,13 @@ def resolve_pairs(config: StudyConfig) -> list[Pair]:
     from ..models.presets import PRESETS
 
     models = config.compare.models
+    size_px = pairing_image_size(models.image_size)
     if config.pairs:
         return [
-            Pair(size, partner(f"vit-{size}", "cnn", models.match, models.image_size),
-                 f"vit-{size}")
+            Pair(size, partner(f"vit-{size}", "cnn", models.match, size_px), f"vit-{size}")
             for size in config.pairs
         ]  # fmt: skip
-    cnn, vit = resolve_pair(models.cnn, models.vit, models.match, models.image_size)
+    cnn, vit = resolve_pair(models.cnn, models.vit, models.match, size_px)
     sizes = {PRESETS[n].size for n in (cnn, vit) if n in PRESETS}
     both_presets = cnn in PRESETS and vit in PRESETS
     name = sizes.pop() if both_presets and len(sizes) == 1 else f"{_slug(cnn)}-vs-{_slug(vit)}"
