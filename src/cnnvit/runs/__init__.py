@@ -7,9 +7,12 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         config (the full CompareConfig, grouped by stage; loads back with
                         --config), resolved (device, precision, attention, optimizer, run_dir,
                         processes),
-                        environment (device, threads, versions, git commit), dataset (name,
+                        environment (device, threads, versions, git commit, CPU name, its
+                        kernel set cpu_capability and native bf16 cpu_bf16), dataset (name,
                         classes, split sizes, class counts, unreadable images), timings
-                        (prepare_seconds, total_seconds), models: {"cnn": {...}, "vit": {...}}
+                        (prepare_seconds, total_seconds), pairing (the two names, what they
+                        were matched on, the presets' image_size, ViT/CNN ratios),
+                        models: {"cnn": {...}, "vit": {...}}
                         with per model status (pending | training | complete | failed), name,
                         family, source, pretrained, params, flops_per_image, image_size,
                         history (one row per epoch: train/val loss and accuracy, seconds, lr,
@@ -20,9 +23,9 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         best_epoch, tuning (every learning-rate trial), recipe (the budget
                         rule's values), training (recipe and runtime as used), test (accuracy,
                         top-5, macro F1, loss, per-class, confusion matrix), efficiency (train
-                        seconds and images/s, inference images/s, batch-1 latency, peak
-                        memory); comparison (paired McNemar counts on the test split) once both
-                        models are complete.
+                        seconds and images/s, inference images/s at inference_batch_size,
+                        batch-1 latency, peak memory); comparison (paired McNemar counts on
+                        the test split) once both models are complete.
     split.json          the split manifest: split_seed, training seed, train_fraction, sample
                         caps, the source's splits and sizes, and the example ids that went to
                         train, validation and test (an id is a row's position in the source's
