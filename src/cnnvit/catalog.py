@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from .measure import synchronize
+from .measure import cpu_name, synchronize
 from .models.build import build_model
 from .models.pairing import DEFAULT_CNN_ARCHITECTURE, MATCHES, partner, preset_costs
 from .models.presets import PRESETS
-from .runtime import place_model, resolve_runtime
+from .runtime import cpu_has_bf16, place_model, resolve_runtime
 
 
 def measure_train_speed(
@@ -51,6 +51,16 @@ def measure_train_speed(
             seconds.append(time.perf_counter() - start)
     seconds.sort()
     return batch_size / seconds[len(seconds) // 2]
+
+
+def precision_path(runtime: Any) -> str:
+    """Which arithmetic a speed came from: device, precision and, on a CPU, its kernels and
+    whether it runs bf16 natively (an AVX2-only CPU trains in fp32)."""
+    if runtime.device.type != "cpu":
+        return f"{runtime.device}, {runtime.precision}"
+    native = "native bf16" if cpu_has_bf16() else "no native bf16"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({cpu_name()}, {capability}, {native}), {runtime.precision}"
 
 
 def describe_pairs(image_size: int = 32, runtime: Any = None) -> list[dict[str, Any]]:
@@ -95,8 +105,8 @@ def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
         )
     if runtime is not None:
         lines.append(
-            f"train img/s: median of 3 AdamW steps at batch 64 here ({runtime.device}, "
-            f"{runtime.precision}); whole-run figures are in BENCHMARKS.md"
+            f"train img/s: median of 3 AdamW steps at batch 64 here ({precision_path(runtime)}); "
+            "whole-run figures are in BENCHMARKS.md"
         )
     lines.append(
         "\npairs (ratios are ViT / CNN; --match params is the default, --cnn auto picks the "

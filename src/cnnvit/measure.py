@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import torch
 
+from .runtime import cpu_has_bf16
 from .version import __version__
 
 
@@ -148,5 +149,9 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        # The CPU kernels torch dispatches to (AVX2, AVX512, ...) and whether oneDNN runs bf16
+        # natively: together they say which precision path a figure came from.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": cpu_has_bf16(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
