@@ -44,6 +44,7 @@ RESULTS = (  # (row label, path in a model's metrics, display format); "" marks 
     ("train seconds", "efficiency.train_seconds", ",.1f"),
     ("train images/s", "efficiency.train_images_per_second", ",.0f"),
     ("inference images/s", "efficiency.inference_images_per_second", ",.0f"),
+    ("inference batch", "efficiency.inference_batch_size", ".0f"),
     ("latency ms (batch 1)", "efficiency.latency_ms_batch1", ".2f"),
     ("peak memory MB", "efficiency.peak_memory_mb", ",.0f"),
     ("precision", "training.precision", ""),
@@ -73,16 +74,16 @@ def build_report(run_dir: str | Path) -> Path:
 
 
 ENV_KEYS = ("device", "threads", "torch", "transformers", "cnnvit", "git_commit", "python",
-            "platform", "cpu", "timestamp")  # fmt: skip
+            "platform", "cpu", "cpu_capability", "cpu_bf16", "timestamp")  # fmt: skip
 
 
 def _content(f: RunFacts, pngs: dict[str, bytes]) -> list[Block]:
     env = [
-        f"{'date' if k == 'timestamp' else k.replace('_', ' '):<13} "
+        f"{'date' if k == 'timestamp' else k.replace('_', ' '):<15} "
         f"{lookup(f.environment, k, 'n/a')}"
         for k in ENV_KEYS
     ]
-    env.append(f"{'report built':<13} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    env.append(f"{'report built':<15} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     sides = [k for k in SIDES if k in f.models]
     results = [
         [label, *(show(lookup(f.models[k], path), spec) for k in sides)]
