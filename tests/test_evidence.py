@@ -18,6 +18,7 @@ from cnnvit.evidence import (
     cell_from_run,
     crossing,
     decide,
+    explain,
     fraction_table,
     judge_claims,
     register_claim,
@@ -187,7 +188,7 @@ def test_clear_cnn_advantage_is_supported():
     assert (v.outcome, v.direction, v.rule) == ("supported", "leans CNN", "significant_meaningful")
     assert v.effect == pytest.approx(-5.0 + 100 * np.mean(list(SEED_NOISE.values())))
     assert v.evidence.n == 3 and v.p_adjusted < 0.05
-    assert "130 training images" in v.explanation
+    assert "130 training images" in explain(v)
     # A constant gap does not change with data: a meaningful slope for the ViT is ruled out.
     assert (
         by_id(judge_claims(table(lambda s, n: -0.05 + SEED_NOISE[s])))["gains_from_data"].outcome
@@ -264,7 +265,7 @@ def test_costs_use_log_ratios_and_exact_flops():
 def test_unequal_parameters_leave_cost_claims_untested():
     verdicts = by_id(judge_claims(table(lambda s, n: 0.0, params=(2.0e6, 6.0e6))))
     v = verdicts["cheaper_latency"]
-    assert v.outcome == "not tested" and "3.00x the CNN's parameters" in v.explanation
+    assert v.outcome == "not tested" and "3.00x the CNN's parameters" in explain(v)
 
 
 def test_single_run_uses_mcnemar_and_leaves_multi_run_claims_untested():
@@ -286,7 +287,7 @@ def test_single_run_uses_mcnemar_and_leaves_multi_run_claims_untested():
 def test_missing_probe_metric_is_not_tested_and_present_is_judged():
     verdicts = by_id(judge_claims(table(lambda s, n: 0.0)))
     v = verdicts["robustness"]
-    assert v.outcome == "not tested" and "robustness probe" in v.explanation
+    assert v.outcome == "not tested" and "robustness probe" in explain(v)
     assert v.effect is None and v.interval is None
     rr = {0: (0.90, 0.80), 1: (0.91, 0.80), 2: (0.89, 0.795)}
     judged = by_id(judge_claims(table(lambda s, n: 0.0, relative_robustness=lambda s, n: rr[s])))
@@ -298,7 +299,7 @@ def test_small_data_claims_are_not_tested_on_large_training_sets():
     big = [(0.5, 20_000), (1.0, 40_000)]
     verdicts = by_id(judge_claims(table(lambda s, n: -0.05, fractions=big)))
     assert verdicts["data_efficiency"].outcome == "not tested"
-    assert "20,000" in verdicts["data_efficiency"].explanation
+    assert "20,000" in explain(verdicts["data_efficiency"])
 
 
 def test_groups_by_pair_and_pretraining():

@@ -4,8 +4,9 @@ Input is a table of `CellRecord`s, one per finished run; a single `cnnvit compar
 one-cell case of a study, judged by the same code. Cells are grouped by (pair, pretrained) and
 every claim is judged in every group by the evidence function it names (`measures.EVIDENCE`:
 t over seeds in a study; McNemar and Newcombe's interval, or no test, for one run). The Holm
-family is every p-value judged in one call, across claims and groups. `wording.explain` writes
-each verdict's sentence, so the engine and every report share one wording.
+family is every p-value judged in one call, across claims and groups. A verdict (verdict.py)
+holds numbers and, when not tested, the reason; `wording.explain` writes its sentence when a
+report renders it, so every report shares one wording and the engine imports none of it.
 
 Decision rule. Orient the effect e so that positive is the claimed direction (log scale for
 ratios) and let T be the claim's threshold. An exact quantity (FLOPs) is supported when e >= T
@@ -28,7 +29,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 
 from ..errors import CnnvitError
 from . import stats
@@ -36,41 +36,9 @@ from .cells import CellRecord
 from .claims import CLAIMS, Claim
 from .measures import EVIDENCE, NotTested
 from .stats import Evidence
-from .wording import explain
+from .verdict import Verdict
 
 ALPHA = 0.05
-OUTCOMES = ("supported", "contradicted", "inconclusive", "not tested")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the cells say about one claim, in one group of cells (a pair, from scratch or not)."""
-
-    claim_id: str
-    statement: str
-    outcome: str  # one of OUTCOMES
-    direction: str  # "leans CNN", "leans ViT" or "none"
-    evidence: Evidence | None
-    p_value: float | None
-    p_adjusted: float | None  # Holm over every p-value judged in the same call
-    threshold: float
-    unit: str
-    scope: str
-    explanation: str
-    rule: str = ""  # which branch of the decision rule fired (see `decide`)
-    pair: str = ""
-    pretrained: bool = False
-    claim: Claim | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def effect(self) -> float | None:
-        """The estimate (ViT - CNN, or ViT/CNN for ratios), None when not tested."""
-        return None if self.evidence is None else self.evidence.estimate
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        """The 95% interval of the estimate, None when not tested."""
-        return None if self.evidence is None else (self.evidence.low, self.evidence.high)
 
 
 # ---------------------------------------------------------------- the decision
@@ -191,11 +159,11 @@ def judge_claims(
             threshold=claim.threshold,
             unit=claim.unit,
             scope=_scope(claim, group, pair, pretrained),
-            explanation="",
+            reason=reason,
             rule=rule,
             pair=pair,
             pretrained=pretrained,
             claim=claim,
         )
-        verdicts.append(replace(verdict, explanation=explain(verdict, reason)))
+        verdicts.append(verdict)
     return verdicts

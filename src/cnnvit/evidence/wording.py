@@ -1,11 +1,12 @@
 """The words of a verdict, written once for every report.
 
 The one-run reflection, the study report and the demo all print verdicts through these helpers,
-so the same evidence always reads the same way: `explain` builds the one-sentence explanation
-with its numbers (the engine stores it on the verdict), `verdict_sentence` gives the full line,
-and `verdict_row` / `verdict_table_markdown` the table form (`VERDICT_COLUMNS` in order). Numbers
-are formatted by `format_effect` and `format_p`; differences read as ViT - CNN and ratios as
-ViT/CNN, so a negative accuracy difference or a latency ratio above 1 both favour the CNN.
+so the same evidence always reads the same way: `explain` writes the one-sentence explanation
+with its numbers from the verdict's fields when a report renders it (the engine stores only the
+fields, a reason included), `verdict_sentence` gives the full line, and `verdict_row` /
+`verdict_table_markdown` the table form (`VERDICT_COLUMNS` in order). Numbers are formatted by
+`format_effect` and `format_p`; differences read as ViT - CNN and ratios as ViT/CNN, so a
+negative accuracy difference or a latency ratio above 1 both favour the CNN.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from ..config import FAMILY_NAMES
 
-if TYPE_CHECKING:  # only for annotations: the engine imports this module
-    from .engine import Verdict
+if TYPE_CHECKING:  # only for annotations
     from .stats import Evidence
+    from .verdict import Verdict
 
 VERDICT_COLUMNS = ("claim", "verdict", "leans", "effect", "95% interval", "Holm p", "threshold")
 
@@ -90,10 +91,10 @@ def _effect_clause(verdict: Verdict) -> str:
     return f"ViT - CNN {claim.metric_label}{where} was {format_effect(evidence)}"
 
 
-def explain(verdict: Verdict, reason: str = "") -> str:
+def explain(verdict: Verdict) -> str:
     """One sentence with the numbers behind the outcome (or the reason it was not tested)."""
     if verdict.outcome == "not tested" or verdict.evidence is None:
-        text = reason or "no evidence was recorded"
+        text = verdict.reason or "no evidence was recorded"
         return text[0].upper() + text[1:] + "."
     evidence, claim = verdict.evidence, verdict.claim
     assert claim is not None
@@ -134,7 +135,7 @@ def verdict_sentence(verdict: Verdict, markdown: bool = True) -> str:
     """The whole verdict as one line: statement, outcome, direction, explanation."""
     outcome = f"**{verdict.outcome}**" if markdown else verdict.outcome
     leaning = "" if verdict.direction == "none" else f" ({verdict.direction})"
-    return f"{verdict.statement}: {outcome}{leaning}. {verdict.explanation}"
+    return f"{verdict.statement}: {outcome}{leaning}. {explain(verdict)}"
 
 
 def verdict_row(verdict: Verdict) -> dict[str, str]:

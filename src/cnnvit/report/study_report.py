@@ -21,6 +21,7 @@ from ..evidence import (
     VERDICT_COLUMNS,
     Verdict,
     crossing,
+    explain,
     fraction_table,
     verdict_row,
     verdict_sentence,
@@ -171,7 +172,7 @@ def _claim_sections(verdicts: list[Verdict], pngs: dict[str, bytes], several: bo
     if untested:
         blocks += [("h3", "Not tested by this study"),
                    ("ul", [f"{v.statement}" + (f" ({_group(v)})" if several else "")
-                           + f": {v.explanation}" for v in untested])]  # fmt: skip
+                           + f": {explain(v)}" for v in untested])]  # fmt: skip
     return blocks
 
 
@@ -342,9 +343,10 @@ def study_content(study: Study, pngs: dict[str, bytes], verdicts: list[Verdict])
     blocks += [("h2", "Cells"), *_cell_table(study)]
     blocks += [("h2", "What the study cost"), *_cost_section(study)]
     env = run.environment if run is not None else {}
-    lines = [f"{k:<13} {env.get(k, 'n/a')}" for k in ("device", "threads", "torch",
-             "transformers", "cnnvit", "git_commit", "platform", "cpu")]  # fmt: skip
-    lines.append(f"{'report built':<13} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    lines = [f"{k.replace('_', ' '):<15} {env.get(k, 'n/a')}" for k in ("device", "threads",
+             "torch", "transformers", "cnnvit", "git_commit", "platform", "cpu", "cpu_capability",
+             "cpu_bf16")]  # fmt: skip
+    lines.append(f"{'report built':<15} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     blocks += [("h2", "Environment"), ("pre", "\n".join(lines))]
     return blocks
 

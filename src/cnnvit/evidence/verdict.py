@@ -1,0 +1,47 @@
+"""A verdict on one claim, as plain data: the outcome, the direction the estimate leans, the
+evidence with its raw and Holm-adjusted p-values, the scope of the cells, the branch of the
+decision rule that fired and, for a claim not tested, the reason. The engine (engine.py) builds
+verdicts and the wording (wording.py) says them, `wording.explain` writing the one-sentence
+explanation from these fields when a report renders it, so both import this module and neither
+imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .claims import Claim
+from .stats import Evidence
+
+OUTCOMES = ("supported", "contradicted", "inconclusive", "not tested")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the cells say about one claim, in one group of cells (a pair, from scratch or not)."""
+
+    claim_id: str
+    statement: str
+    outcome: str  # one of OUTCOMES
+    direction: str  # "leans CNN", "leans ViT" or "none"
+    evidence: Evidence | None
+    p_value: float | None
+    p_adjusted: float | None  # Holm over every p-value judged in the same call
+    threshold: float
+    unit: str
+    scope: str
+    reason: str = ""  # why the claim was not tested ("" when it was); `wording.explain` says it
+    rule: str = ""  # which branch of the decision rule fired (see `engine.decide`)
+    pair: str = ""
+    pretrained: bool = False
+    claim: Claim | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def effect(self) -> float | None:
+        """The estimate (ViT - CNN, or ViT/CNN for ratios), None when not tested."""
+        return None if self.evidence is None else self.evidence.estimate
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% interval of the estimate, None when not tested."""
+        return None if self.evidence is None else (self.evidence.low, self.evidence.high)
