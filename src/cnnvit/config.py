@@ -22,7 +22,8 @@ from .errors import CnnvitError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ATTENTIONS = ("auto", "eager", "sdpa")
-# How reports and messages name the two model families.
+# The two model families, in the order runs, reports and messages take them, and their names.
+FAMILIES = ("cnn", "vit")
 FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 # --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), or a number.
 LR_WORDS = ("auto", "usual")

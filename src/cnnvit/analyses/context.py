@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..config import TrainConfig
+from ..config import FAMILIES, TrainConfig
 from ..data.preprocess import BatchPreprocessor
 from ..runs import write_atomic
 from ..runtime import Runtime
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..runs import Run
-
-FAMILIES = ("cnn", "vit")
 
 
 @dataclass

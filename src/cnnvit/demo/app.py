@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import FAMILIES
 from ..errors import CnnvitError
 from ..runs import Run
 from .predict import TOP_K, DemoModels, demo_models, open_image
@@ -67,7 +68,7 @@ def findings_markdown(run: Run) -> str:
     dataset = run.dataset.get("name") or run.config.data.dataset
     classes = len(run.dataset.get("class_names") or [])
     lines = [f"**{dataset}**, {classes} classes; run `{run.path.name}`", ""]
-    for family in ("cnn", "vit"):
+    for family in FAMILIES:
         accuracy = run.models[family].test.get("accuracy")
         if accuracy is not None:
             lines.append(f"- {family.upper() if family == 'cnn' else 'ViT'} "
@@ -137,7 +138,7 @@ def build_app(run: Run | str | Path, device: str = "auto") -> Any:
         preview = enlarge(np.asarray(models.models["cnn"].pixels(image)[0].permute(1, 2, 0)))
         what = what or f"the upload {Path(str(source)).name}"
         out: list[Any] = [f"Classified {what} ({image.width}x{image.height} pixels).", preview]
-        for family in ("cnn", "vit"):
+        for family in FAMILIES:
             pred = predictions[family]
             out += [{item["label"]: item["probability"] for item in pred["top"]},
                     top_table(pred), enlarge(maps[family])]  # fmt: skip

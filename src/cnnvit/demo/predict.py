@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..config import FAMILIES
 from ..data.preprocess import BatchPreprocessor
 from ..errors import CnnvitError
 from ..runs import Run, load_run
@@ -82,7 +83,7 @@ class DemoModels:
     """A run's two models, loaded once, with a lock around every use (see module doc)."""
 
     def __init__(self, run: Run, device: str = "auto") -> None:
-        missing = [f for f in ("cnn", "vit") if f not in run.complete_models]
+        missing = [f for f in FAMILIES if f not in run.complete_models]
         if missing:
             raise CnnvitError(
                 f"{run.path} has no finished {' or '.join(missing)} model "
@@ -92,7 +93,7 @@ class DemoModels:
         self.device = run.runtime(device=device, precision="fp32").device
         self.class_names = [str(c) for c in run.dataset.get("class_names") or []]
         self.models: dict[str, LoadedModel] = {}
-        for family in ("cnn", "vit"):
+        for family in FAMILIES:
             record = run.models[family]
             model, processor = record.load(str(self.device))
             preprocess = BatchPreprocessor(processor, self.device)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-FAMILIES = ("cnn", "vit")
+from ..config import FAMILIES
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from transformers import ConvNextConfig, PretrainedConfig, ResNetConfig, ViTConfig
 
-FAMILIES = ("cnn", "vit")
 # The CNN architecture of the default pairs; chosen on the benchmark in BENCHMARKS.md.
 DEFAULT_CNN_ARCHITECTURE = "resnet"
 # Pixel statistics of the preset processors: inputs scaled to [-1, 1], as the original ViT.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 
-from ..config import FAMILY_NAMES
+from ..config import FAMILIES, FAMILY_NAMES
 from ..evidence import CellRecord, FractionRow, Verdict
 from .figures import COLORS, _png
 
@@ -62,7 +62,7 @@ def data_efficiency(
     fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.4), squeeze=False)
     for ax, (name, group) in zip(axes[0], groups.items(), strict=True):
         sizes = [r.n_train for r in group]
-        for family in ("cnn", "vit"):
+        for family in FAMILIES:
             mean = np.array([getattr(r, family)[0] for r in group])
             low = np.array([getattr(r, family)[1] for r in group])
             high = np.array([getattr(r, family)[2] for r in group])

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import FAMILY_NAMES
+from ..config import FAMILIES, FAMILY_NAMES
 from ..evidence import (
     VERDICT_COLUMNS,
     Verdict,
@@ -235,7 +235,7 @@ def _cell_table(study: Study) -> list[Block]:
             continue
         run = cell.run
         comparison = run.comparison or {}
-        acc = {f: run.models[f].test.get("accuracy", math.nan) for f in ("cnn", "vit")}
+        acc = {f: run.models[f].test.get("accuracy", math.nan) for f in FAMILIES}
         if comparison.get("only_cnn_correct") is not None:
             evidence = paired_accuracy_difference({
                 "only_cnn": comparison["only_cnn_correct"],

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import StudyConfig, build_config
+from ..config import FAMILIES, StudyConfig, build_config
 from ..errors import CnnvitError, first_line
 from ..evidence.stats import mcnemar_exact_p
 from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
@@ -204,7 +204,7 @@ def _set_aside(cells_dir: Path, cell: Cell) -> Path:
 def _summary(run: Any) -> str:
     """One line on a finished cell: both accuracies and the cell's exact McNemar test."""
     comparison = run.comparison or {}
-    acc = {f: run.models[f].test.get("accuracy") for f in ("cnn", "vit")}
+    acc = {f: run.models[f].test.get("accuracy") for f in FAMILIES}
     text = f"CNN {acc['cnn']:.1%}, ViT {acc['vit']:.1%}"
     if comparison.get("only_cnn_correct") is not None:
         p = mcnemar_exact_p(comparison["only_cnn_correct"], comparison["only_vit_correct"])
