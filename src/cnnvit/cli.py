@@ -19,6 +19,7 @@ from typing import Any
 # `cnnvit evaluate --batch-size` is compare's --eval-batch-size: accept that name and HF's too.
 from .cli_parser import EVAL_BATCH_ALIASES, build_parser  # noqa: F401 - re-exported
 from .config import (
+    FAMILIES,
     CompareConfig,
     DataConfig,
     build_config,
@@ -145,7 +146,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise CnnvitError("--probes none runs nothing: name probes or give all")
     probe_names(names)
     run = load_run(args.run_dir)
-    if set(run.complete_models) != {"cnn", "vit"}:
+    if set(run.complete_models) != set(FAMILIES):
         raise CnnvitError(f"{run.path} does not hold both finished models: probes need both")
     outcomes = run_probes(run, names, seed=args.seed,
                           log=lambda line: print(line, file=sys.stderr))  # fmt: skip

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import CompareConfig, build_config
+from ..config import FAMILIES, CompareConfig, build_config
 from ..errors import CnnvitError, first_line
 from .files import read_json, read_record
-from .writer import FAMILIES, MODEL_STATUSES, RUN_STATUSES, SCHEMA_VERSION
+from .writer import MODEL_STATUSES, RUN_STATUSES, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from ..data import PreparedData

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from ..config import FAMILIES
 from .files import write_atomic, write_json
 
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "complete", "failed", "interrupted")
 MODEL_STATUSES = ("pending", "training", "complete", "failed", "interrupted")
-FAMILIES = ("cnn", "vit")
 
 
 def _now() -> str:
