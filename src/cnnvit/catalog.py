@@ -15,7 +15,7 @@ from .measure import cpu_name, synchronize
 from .models.build import build_model
 from .models.pairing import DEFAULT_CNN_ARCHITECTURE, MATCHES, partner, preset_costs
 from .models.presets import PRESETS
-from .runtime import cpu_has_bf16, place_model, resolve_runtime
+from .runtime import cpu_bf16_speedup, cpu_has_bf16, place_model, resolve_runtime
 
 
 def measure_train_speed(
@@ -58,7 +58,9 @@ def precision_path(runtime: Any) -> str:
     whether it runs bf16 natively (an AVX2-only CPU trains in fp32)."""
     if runtime.device.type != "cpu":
         return f"{runtime.device}, {runtime.precision}"
-    native = "native bf16" if cpu_has_bf16() else "no native bf16"
+    native = "no native bf16"
+    if cpu_has_bf16():
+        native = f"native bf16 at {cpu_bf16_speedup():.2f}x fp32's matmul speed"
     capability = torch.backends.cpu.get_cpu_capability()
     return f"cpu ({cpu_name()}, {capability}, {native}), {runtime.precision}"
 

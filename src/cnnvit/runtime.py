@@ -12,6 +12,8 @@ gathers evaluation results and saves/loads training state.
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,12 +35,43 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 
 
+# auto picks bf16 on a CPU only where its matrix products measure at least this much faster
+# than fp32: AMX runs them 3-4x faster, but a CPU with AVX-512 BF16 and no AMX can run them
+# slower than fp32 (0.6x on the 2-core Xeon in BENCHMARKS.md), and then bf16 only loses.
+BF16_MIN_SPEEDUP = 1.2
+
+
 def cpu_has_bf16() -> bool:
     """True if oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+@functools.cache
+def cpu_bf16_speedup(size: int = 1024, repeats: int = 5) -> float:
+    """How many times faster a bf16 matrix product runs than an fp32 one on this CPU, at the
+    current thread count: the median of `repeats` timed products of two `size`-square matrices
+    per dtype, after two warm-up ones (about 0.3 s in all, once per process)."""
+
+    def median_seconds(dtype: torch.dtype) -> float:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        times = []
+        for step in range(repeats + 2):
+            start = time.perf_counter()
+            a @ b
+            if step >= 2:
+                times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    return median_seconds(torch.float32) / median_seconds(torch.bfloat16)
+
+
+def cpu_fast_bf16() -> bool:
+    """True where bf16 pays on this CPU: native (cpu_has_bf16) and measured faster than fp32
+    by BF16_MIN_SPEEDUP (cpu_bf16_speedup)."""
+    return cpu_has_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -54,7 +87,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """bf16 where the hardware runs it natively, else fp32 (auto); fp16 only where it is fast.
+    """bf16 where the hardware runs it natively and fast, else fp32 (auto); fp16 only where it
+    is fast. On a CPU, "fast" is measured (cpu_fast_bf16).
 
     fp16 needs a gradient scaler and real fp16 kernels: CUDA and MPS have them, CPUs do not
     (autocast to fp16 on a CPU is emulated and slower than fp32), so fp16 on a CPU is refused.
@@ -69,7 +103,7 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         # Native bf16 only (Ampere and later): emulated bf16 on older GPUs is slower than fp32.
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
+        return "bf16" if cpu_fast_bf16() else "fp32"
     return "fp32"
 
 

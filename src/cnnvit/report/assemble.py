@@ -74,7 +74,8 @@ def build_report(run_dir: str | Path) -> Path:
 
 
 ENV_KEYS = ("device", "threads", "torch", "transformers", "cnnvit", "git_commit", "python",
-            "platform", "cpu", "cpu_capability", "cpu_bf16", "timestamp")  # fmt: skip
+            "platform", "cpu", "cpu_capability", "cpu_bf16", "cpu_bf16_speedup",
+            "timestamp")  # fmt: skip
 
 
 def _content(f: RunFacts, pngs: dict[str, bytes]) -> list[Block]:

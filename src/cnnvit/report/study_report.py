@@ -345,7 +345,7 @@ def study_content(study: Study, pngs: dict[str, bytes], verdicts: list[Verdict])
     env = run.environment if run is not None else {}
     lines = [f"{k.replace('_', ' '):<15} {env.get(k, 'n/a')}" for k in ("device", "threads",
              "torch", "transformers", "cnnvit", "git_commit", "platform", "cpu", "cpu_capability",
-             "cpu_bf16")]  # fmt: skip
+             "cpu_bf16", "cpu_bf16_speedup")]  # fmt: skip
     lines.append(f"{'report built':<15} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     blocks += [("h2", "Environment"), ("pre", "\n".join(lines))]
     return blocks
