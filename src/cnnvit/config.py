@@ -28,11 +28,11 @@ FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 # --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), or a number.
 LR_WORDS = ("auto", "usual")
 
-# --image-size auto: presets see the images at their own size, rounded up to a size every
-# preset accepts, and never above the size the presets are built for (presets.py).
-PRESET_SIZE_STEP = 16  # the largest preset stride (the ResNets' stem and first stage)
-MIN_AUTO_IMAGE_SIZE = 16
-MAX_AUTO_IMAGE_SIZE = 32
+# --patch-size auto: a ViT preset's patch covers 4x4 pixels of the images at their own size
+# (rounded up to a multiple of 16, at least 16), so small images shown at --image-size get the
+# tokens their own pixels hold, not copies of them (presets.py's patch is 4).
+PRESET_PATCH = 4
+NATIVE_SIZE_STEP = 16
 
 REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker names
 
@@ -107,12 +107,14 @@ class ModelsConfig:
         "ViT: a preset name (see `cnnvit models`), hub id or folder; auto: the ViT preset paired "
         "with --cnn by --match",
     )
-    image_size: int | str = _opt(
+    image_size: int = _opt(
+        32, "input size in pixels for presets (hub models use their own processor's size)"
+    )
+    patch_size: int | str = _opt(
         "auto",
-        "input size in pixels for presets (hub models use their own processor's size): auto "
-        f"(the images' own size rounded up to a multiple of {PRESET_SIZE_STEP}, from "
-        f"{MIN_AUTO_IMAGE_SIZE} to {MAX_AUTO_IMAGE_SIZE} px: digits' 8x8 images train at 16 px, "
-        "28-px Fashion-MNIST and larger photos at 32) or a number",
+        "patch side in pixels of ViT presets: auto (4, or for images smaller than --image-size "
+        "a patch covering 4x4 of their own pixels, their size rounded up to a multiple of 16: "
+        "8x8 digits at 32 px get 8-px patches, 16 tokens instead of 64) or a number",
         auto=True,
         integer=True,
     )
@@ -418,24 +420,27 @@ def validate(config: CompareConfig) -> None:
         value = getattr(d, name)
         if value is not None and value < 1:
             raise CnnvitError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    if m.image_size != "auto" and (m.image_size < 8 or m.image_size != int(m.image_size)):
-        raise CnnvitError(f"--image-size must be auto or a whole number of pixels from 8, "
-                          f"not {m.image_size}")  # fmt: skip
+    if m.image_size < 8:
+        raise CnnvitError(f"--image-size must be at least 8 pixels, not {m.image_size}")
+    if m.patch_size != "auto" and (
+        m.patch_size < 1 or m.patch_size != int(m.patch_size) or m.image_size % m.patch_size
+    ):
+        raise CnnvitError(
+            f"--patch-size must be auto or a whole number of pixels dividing --image-size "
+            f"{m.image_size}, not {m.patch_size}"
+        )
     if m.match not in ("params", "flops"):
         raise CnnvitError(f"--match must be params or flops, not '{m.match}'")
 
 
-def auto_image_size(native_side: int) -> int:
-    """--image-size auto for images whose longer side is `native_side` pixels (see the flag)."""
-    step = PRESET_SIZE_STEP
-    rounded = -(-native_side // step) * step
-    return min(MAX_AUTO_IMAGE_SIZE, max(MIN_AUTO_IMAGE_SIZE, rounded))
-
-
-def pairing_image_size(image_size: int | str) -> int:
-    """The size presets are paired and costed at before the data is read (auto: the largest
-    size auto gives, which the presets are built for)."""
-    return MAX_AUTO_IMAGE_SIZE if image_size == "auto" else int(image_size)
+def auto_patch_size(native_side: int, image_size: int) -> int:
+    """--patch-size auto for images whose longer side is `native_side` pixels, shown to the ViT
+    at `image_size` (see the flag): PRESET_PATCH unless the images are smaller than that."""
+    own = max(NATIVE_SIZE_STEP, -(-native_side // NATIVE_SIZE_STEP) * NATIVE_SIZE_STEP)
+    if own >= image_size:
+        return PRESET_PATCH
+    patch = PRESET_PATCH * image_size // own
+    return patch if image_size % patch == 0 else PRESET_PATCH
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from .analyses import probe_names, run_probes
-from .config import CompareConfig, auto_image_size, build_config, parse_probes
+from .config import FAMILIES, CompareConfig, auto_patch_size, build_config, parse_probes
 from .data import PreparedData, prepare_data
 from .errors import CnnvitError, first_line
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
@@ -91,7 +91,7 @@ def _fresh(config: CompareConfig | None, report: bool, settings: dict[str, Any])
     started = time.perf_counter()
     data = prepare_data(config.data)
     # Models are built before the run directory exists, so a bad name creates nothing.
-    built, pairing = _build_models(config, data, runtime, ("cnn", "vit"))
+    built, pairing = _build_models(config, data, runtime, FAMILIES)
     prepare_seconds = time.perf_counter() - started
     run_dir = create_run_dir(config.output, pairing["cnn"], pairing["vit"]) if main else None
     run_dir = broadcast_object_list([run_dir])[0]  # every process learns the same path
@@ -176,7 +176,7 @@ def _resume(run_dir: Path) -> Path:
     writer: RunWriter | None = None
     try:
         data = run.prepare_data()  # the run's own splits, checked against split.json
-        missing = tuple(f for f in ("cnn", "vit") if f not in run.complete_models)
+        missing = tuple(f for f in FAMILIES if f not in run.complete_models)
         built, _ = _build_models(config, data, runtime, missing)
         writer = RunWriter.reopen(run_dir, dict(run.raw), write=main)
         _say(f"resuming {run_dir}: {', '.join(run.missing)}")
@@ -200,10 +200,12 @@ def _resume(run_dir: Path) -> Path:
     return run_dir
 
 
-def image_size_for(requested: int | str, data: PreparedData) -> int:
-    """The presets' input size: the number given, or for auto the images' own size rounded
-    up to one every preset takes (config.auto_image_size)."""
-    return auto_image_size(data.native_side()) if requested == "auto" else int(requested)
+def patch_size_for(requested: int | str, image_size: int, data: PreparedData) -> int:
+    """ViT presets' patch side: the number given, or for auto one that covers 4x4 of the
+    images' own pixels (config.auto_patch_size)."""
+    if requested != "auto":
+        return int(requested)
+    return auto_patch_size(data.native_side(), image_size)
 
 
 def _build_models(
@@ -211,17 +213,17 @@ def _build_models(
 ) -> tuple[dict[str, BuiltModel], dict[str, Any]]:
     """The models of `families` (an "auto" side is the other side's partner by --match), and
     how the pair compares: ViT/CNN parameter and FLOP ratios, what it was matched on and the
-    presets' input size."""
+    ViT presets' patch size."""
     m = config.models
-    size = image_size_for(m.image_size, data)
-    names = dict(zip(("cnn", "vit"), resolve_pair(m.cnn, m.vit, m.match, size), strict=True))
+    patch = patch_size_for(m.patch_size, m.image_size, data)
+    names = dict(zip(FAMILIES, resolve_pair(m.cnn, m.vit, m.match, m.image_size), strict=True))
     built = {
-        family: build_model(names[family], family, data.class_names, size,
-                            runtime.attention, config.train.seed)
+        family: build_model(names[family], family, data.class_names, m.image_size,
+                            runtime.attention, config.train.seed, patch_size=patch)
         for family in families
     }  # fmt: skip
-    pairing: dict[str, Any] = {"matched_on": m.match, **names, "image_size": size}
-    if set(built) == {"cnn", "vit"}:
+    pairing: dict[str, Any] = {"matched_on": m.match, **names, "vit_patch_size": patch}
+    if set(built) == set(FAMILIES):
         pairing.update(pair_ratios(built["cnn"], built["vit"]))
     return built, pairing
 

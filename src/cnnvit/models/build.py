@@ -68,8 +68,11 @@ def build_model(
     image_size: int,
     attention: str = "sdpa",
     seed: int = 0,
+    patch_size: int | None = None,
 ) -> BuiltModel:
-    """A preset (from scratch), a local folder or a hub id, with a head for `class_names`."""
+    """A preset (from scratch), a local folder or a hub id, with a head for `class_names`.
+
+    `patch_size` replaces a ViT preset's patch side (others ignore it)."""
     id2label, label2id = label_maps(class_names)
     if spec in PRESETS:
         preset = PRESETS[spec]
@@ -82,6 +85,12 @@ def build_model(
                 f"use a multiple of {preset.stride}"
             )
         config = preset.build_config(image_size)
+        if patch_size is not None and family == "vit":
+            if image_size % patch_size:
+                raise CnnvitError(
+                    f"--patch-size {patch_size} does not divide --image-size {image_size}"
+                )
+            config.patch_size = patch_size
         config.num_labels = len(class_names)
         config.id2label, config.label2id = id2label, label2id
         torch.manual_seed(seed)  # the same seed gives the same initial weights

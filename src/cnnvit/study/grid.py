@@ -25,14 +25,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..config import (
-    STUDY_BUDGETS,
-    StudyConfig,
-    build_config,
-    field_aliases,
-    flatten,
-    pairing_image_size,
-)
+from ..config import STUDY_BUDGETS, StudyConfig, build_config, field_aliases, flatten
 from ..errors import CnnvitError
 
 # Compare settings a study changes from compare's defaults (unless given). The default study on
@@ -218,7 +211,7 @@ def resolve_pairs(config: StudyConfig) -> list[Pair]:
     from ..models.presets import PRESETS
 
     models = config.compare.models
-    size_px = pairing_image_size(models.image_size)
+    size_px = models.image_size
     if config.pairs:
         return [
             Pair(size, partner(f"vit-{size}", "cnn", models.match, size_px), f"vit-{size}")
