@@ -11,7 +11,7 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         kernel set cpu_capability and native bf16 cpu_bf16), dataset (name,
                         classes, split sizes, class counts, unreadable images), timings
                         (prepare_seconds, total_seconds), pairing (the two names, what they
-                        were matched on, the presets' image_size, ViT/CNN ratios),
+                        were matched on, the ViT preset's vit_patch_size, ViT/CNN ratios),
                         models: {"cnn": {...}, "vit": {...}}
                         with per model status (pending | training | complete | failed), name,
                         family, source, pretrained, params, flops_per_image, image_size,
