@@ -132,10 +132,10 @@ class TrainConfig:
     epochs: int = _opt(20, "training epochs for each model", aliases=("num_train_epochs",))
     batch_size: int = _opt(64, "training batch size", aliases=("per_device_train_batch_size",))
     lr: float | str = _opt(
-        "auto",
-        "peak learning rate of AdamW: auto (chosen per model on the validation split, with an "
-        "equal tuning budget for both), usual (each family's usual rate, untuned: 2e-3 for the "
-        "CNN, 5e-4 for the ViT, a tenth of that for pretrained hub models) or a number used "
+        "usual",
+        "peak learning rate of AdamW: usual (each family's usual rate, untuned: 2e-3 for the "
+        "CNN, 5e-4 for the ViT, a tenth of that for pretrained hub models), auto (chosen per "
+        "model on the validation split, with an equal tuning budget for both) or a number used "
         "for both models",
         auto=True,
         words=LR_WORDS,
