@@ -171,7 +171,7 @@ def tune_learning_rate(
             chosen_lr=prior,
             method="usual",
             reason=(
-                f"--lr usual was given: the {FAMILY_NAMES.get(family, family)} family's usual "
+                f"--lr usual (the default): the {FAMILY_NAMES.get(family, family)} family's usual "
                 f"rate{' for fine-tuning a pretrained model' if pretrained else ''} ({prior:g}), "
                 "not tuned"
             ),
