@@ -106,7 +106,7 @@ def _tune(tiny: dict, family: str, validation_labels: torch.Tensor | None = None
     validation = data.tensors("validation", processor)
     if validation_labels is not None:
         validation = (validation[0], validation_labels)
-    config = TrainConfig(epochs=4, batch_size=32, eval_batch_size=128)
+    config = TrainConfig(epochs=4, batch_size=32, eval_batch_size=128, lr="auto")
     accelerator = make_accelerator(runtime)
     result = tune_learning_rate(
         fresh, train, validation, config, accelerator, runtime, family=family, name=name
