@@ -16,52 +16,54 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..formatting import metric_value, num, show
+
 FAMILY_NAMES = {"cnn": "convolutional network (CNN)", "vit": "Vision Transformer (ViT)"}
 
-# (key in info["training"], label, format) in the order a recipe is read.
+# (key, label, spec, unit): spec is cnnvit.formatting.show's (a format spec, "si" or "" for
+# text), the formatter the run's report uses too. The recipe in the order a recipe is read.
 _RECIPE = [
-    ("epochs", "epochs", "{}"),
-    ("batch_size", "batch size", "{}"),
-    ("lr", "peak learning rate (AdamW)", "{:g}"),
-    ("weight_decay", "weight decay", "{:g}"),
-    ("warmup_fraction", "warm-up (fraction of steps), then cosine decay", "{:g}"),
-    ("label_smoothing", "label smoothing", "{:g}"),
-    ("grad_clip_norm", "gradient clipping (norm)", "{:g}"),
-    ("augment", "random-affine augmentation", "{}"),
-    ("augment_strength", "augmentation strength", "{:g}"),
-    ("hflip", "horizontal flips", "{}"),
-    ("precision", "precision", "{}"),
-    ("seed", "seed", "{}"),
+    ("epochs", "epochs", "", ""),
+    ("batch_size", "batch size", "", ""),
+    ("lr", "peak learning rate (AdamW)", "g", ""),
+    ("weight_decay", "weight decay", "g", ""),
+    ("warmup_fraction", "warm-up (fraction of steps), then cosine decay", "g", ""),
+    ("label_smoothing", "label smoothing", "g", ""),
+    ("grad_clip_norm", "gradient clipping (norm)", "g", ""),
+    ("augment", "random-affine augmentation", "", ""),
+    ("augment_strength", "augmentation strength", "g", ""),
+    ("hflip", "horizontal flips", "", ""),
+    ("precision", "precision", "", ""),
+    ("seed", "seed", "", ""),
 ]
 _METRICS = [
-    ("accuracy", "accuracy", "{:.2%}"),
-    ("top5_accuracy", "top-5 accuracy", "{:.2%}"),
-    ("macro_f1", "macro F1", "{:.4f}"),
-    ("loss", "cross-entropy loss", "{:.4f}"),
+    ("accuracy", "accuracy", ".2%", ""),
+    ("top5_accuracy", "top-5 accuracy", ".2%", ""),
+    ("macro_f1", "macro F1", ".4f", ""),
+    ("loss", "cross-entropy loss", ".4f", ""),
 ]
 _COSTS = [
-    ("train_seconds", "training time", "{:.1f} s"),
-    ("train_images_per_second", "training throughput", "{:,.0f} images/s"),
-    ("inference_images_per_second", "inference throughput", "{:,.0f} images/s"),
-    ("latency_ms_batch1", "batch-1 latency", "{:.2f} ms"),
-    ("peak_memory_mb", "peak training memory", "{:,.0f} MB"),
+    ("train_seconds", "training time", ".1f", " s"),
+    ("train_images_per_second", "training throughput", ",.0f", " images/s"),
+    ("inference_images_per_second", "inference throughput", ",.0f", " images/s"),
+    ("latency_ms_batch1", "batch-1 latency", ".2f", " ms"),
+    ("peak_memory_mb", "peak training memory", ",.0f", " MB"),
 ]
 
 
-def _rows(values: Mapping[str, Any], table: list[tuple[str, str, str]]) -> list[str]:
+def _rows(values: Mapping[str, Any], table: list[tuple[str, str, str, str]]) -> list[str]:
     """Markdown table rows for the keys of `table` present in `values` (others are skipped)."""
     rows = []
-    for key, label, fmt in table:
+    for key, label, spec, unit in table:
         value = values.get(key)
         if value is None:
             continue
         if isinstance(value, bool):
             text = "yes" if value else "no"
+        elif spec and num(value) is None:  # a string such as "auto" where a number is usual
+            text = str(value)
         else:
-            try:
-                text = fmt.format(value)
-            except (TypeError, ValueError):  # a string such as "auto" where a number is usual
-                text = str(value)
+            text = show(value, spec) + unit
         rows.append(f"| {label} | {text} |")
     return rows
 
@@ -87,7 +89,7 @@ def card_data(info: Mapping[str, Any]) -> ModelCardData:
                     dataset_split="test",
                     metric_type=metric,
                     metric_name=key.replace("_", " "),
-                    metric_value=round(float(test[key]), 6),
+                    metric_value=metric_value(test[key]),
                 )
             )
     return ModelCardData(
@@ -123,9 +125,10 @@ def card_text(info: Mapping[str, Any]) -> str:
     )
     size_rows = []
     if info.get("params") is not None:
-        size_rows.append(f"| parameters | {info['params'] / 1e6:.2f} M |")
+        size_rows.append(f"| parameters | {show(info['params'] / 1e6, '.2f')} M |")
     if info.get("flops_per_image") is not None:
-        size_rows.append(f"| FLOPs per image (forward) | {info['flops_per_image'] / 1e6:,.0f} M |")
+        flops = show(info["flops_per_image"] / 1e6, ",.0f")
+        size_rows.append(f"| FLOPs per image (forward) | {flops} M |")
     if info.get("image_size") is not None:
         size_rows.append(f"| input size | {info['image_size']} px |")
     training = dict(info.get("training", {}))

@@ -1,18 +1,20 @@
 """Report facts: a loaded run's figures computed once into a typed object, and number formats.
 
 `facts_from_run(run)` is the only place the report looks inside a `Run`; the figures, the
-reflection and the assembly read `RunFacts`. The helpers below format numbers as text.
+reflection and the assembly read `RunFacts`. Numbers become text through `show`, the formatter
+the report shares with the model cards (cnnvit.formatting), re-exported here with the helpers
+below.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import FAMILY_NAMES, CompareConfig
 from ..evidence import Verdict, cell_from_run, judge_claims
 from ..evidence.cells import epochs_to_95 as cell_epochs_to_95
+from ..formatting import num, show  # noqa: F401 - show: the report's modules import it from here
 from ..runs import Run
 
 SIDES = ("cnn", "vit")
@@ -102,11 +104,6 @@ def lookup(d: Any, path: str, default: Any = None) -> Any:
     return d
 
 
-def num(x: Any) -> float | None:
-    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-    return float(x) if ok else None
-
-
 def ratio(a: Any, b: Any) -> float | None:
     a, b = num(a), num(b)
     return a / b if a is not None and b else None
@@ -122,27 +119,6 @@ def epochs_to_95(m: dict) -> tuple[int | None, float | None, float | None]:
 
 
 # --- formatting ----------------------------------------------------------------------------
-
-
-def show(x: Any, spec: str) -> str:
-    """Format a value: "pct" (fraction as %), "si" (k/M/G), a format spec, or "" for text."""
-    if spec == "":
-        return "—" if x is None else str(x)
-    if (x := num(x)) is None:
-        return "n/a"
-    if spec == "pct":
-        return f"{100 * x:.1f}%"
-    if spec == "si":
-        div, suffix = next(
-            (
-                (d, s)
-                for d, s in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k"))
-                if abs(x) >= d
-            ),
-            (1, ""),
-        )
-        return f"{x / div:.2f}{suffix}" if suffix else f"{x:g}"
-    return format(x, spec)
 
 
 def times(r: float | None) -> str:
