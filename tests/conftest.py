@@ -30,6 +30,9 @@ TINY = {
     "max_train_samples": 600,
     "max_eval_samples": 150,
     "eval_batch_size": 128,
+    # The fp32 path on every host: a bf16 host must not hide an fp32 failure, and no figure
+    # asserted below may depend on which precision auto picks.
+    "precision": "fp32",
 }
 # Smaller still, for tests that run compare several times (interruptions, determinism).
 MINI = {**TINY, "epochs": 2, "max_train_samples": 200, "max_eval_samples": 60}

@@ -20,7 +20,7 @@ import pytest
 FLAGS = [
     "--dataset", "digits", "--cnn", "convnext-nano", "--vit", "vit-nano", "--image-size", "16",
     "--epochs", "2", "--batch-size", "64", "--lr", "1e-3", "--max-train-samples", "240",
-    "--max-eval-samples", "60", "--eval-batch-size", "32", "--seed", "0",
+    "--max-eval-samples", "60", "--eval-batch-size", "32", "--seed", "0", "--precision", "fp32",
     "--report-to", "tensorboard",
 ]  # fmt: skip
 

@@ -27,7 +27,7 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 
 
 FAST = ["--epochs", "1", "--cnn", "convnext-nano", "--vit", "vit-nano", "--image-size", "16",
-        "--max-train-samples", "60", "--max-eval-samples", "30"]  # fmt: skip
+        "--max-train-samples", "60", "--max-eval-samples", "30", "--precision", "fp32"]  # fmt: skip
 
 
 def test_missing_dataset_path(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
