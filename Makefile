@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 LOWEST := build/lowest
 
-.PHONY: setup upgrade compare test test-lowest lint benchmark clean-venv
+.PHONY: setup upgrade compare test test-fast test-lowest lint benchmark clean-venv
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ compare: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Everything but the tests marked slow (resume, distributed, Ray, browser, notebook, study, fuzz):
+# under a minute on 2 cores, for the edit-test loop. `make test` still runs them all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 # The floors in pyproject.toml are true: a separate venv gets every runtime dependency at its
 # lowest allowed version (uv's lowest-direct resolution; the dev extra's tools are left out) and
 # runs a short compare. torch stays at the pin: pip installs it first, alone (--no-deps, so that
@@ -58,7 +63,7 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/benchmark.py --dataset ../shared/data/fashion_mnist \
-		--max-train-samples 10000 --max-eval-samples 2000 --pairs micro,mini \
+		--max-train-samples 10000 --max-eval-samples 2000 --pairs micro,mini --lr 5e-4 \
 		--epochs 2 --repeats 3 --output-dir benchmarks/results
 
 clean-venv:

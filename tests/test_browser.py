@@ -21,6 +21,8 @@ from cnnvit.demo import predict_both
 from cnnvit.evidence import cell_from_run, judge_claims
 from cnnvit.runs import load_run
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 CHROMIUM = Path("/usr/bin/chromium")
 # A copy of the screenshot goes to $CNNVIT_SCREENSHOT_DIR when set, for a person to look at.
 _SHOTS = os.environ.get("CNNVIT_SCREENSHOT_DIR")

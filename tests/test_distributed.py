@@ -21,6 +21,8 @@ import pytest
 
 from cnnvit.runs import load_run
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 # Accuracy points the 2-process run may differ by: 2.5 points is 2 of the 80 test images. With
 # equal effective batches the two runs take the same steps over the same images (2 epochs: no
 # augmentation, by the recipe), so they differ only in float summation order (gradients are

@@ -34,6 +34,8 @@ from cnnvit.data.images import UNREADABLE, _open_image, _to_8bit
 from cnnvit.data.sources import _read_idx
 from cnnvit.errors import CnnvitError
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 FAST = settings(
     max_examples=40,
     deadline=5000,  # ms per example: a decoder that hangs fails here instead of stalling

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 nbformat = pytest.importorskip("nbformat", reason="needs nbformat (pip install -e .[dev])")
 nbclient = pytest.importorskip("nbclient", reason="needs nbclient (pip install -e .[dev])")
 pytest.importorskip("ipykernel", reason="needs ipykernel (pip install -e .[dev])")

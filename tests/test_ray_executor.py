@@ -26,6 +26,8 @@ from cnnvit.runs import load_run
 from cnnvit.study import study
 from cnnvit.study.executors import CellJob, RayExecutor, run_cell
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 ray = pytest.importorskip("ray")
 
 SMALL = {**STUDY, "max_train_samples": 200, "seeds": [0]}

@@ -19,6 +19,8 @@ from cnnvit import pipeline
 from cnnvit.errors import CnnvitError
 from cnnvit.runs import load_run
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 SETTINGS = {**MINI, "epochs": 5, "max_train_samples": 300}
 
 

@@ -27,6 +27,8 @@ from cnnvit.runs import load_run
 from cnnvit.study import build_study_config, expand_grid, study
 from cnnvit.study.grid import cell_epochs, parse_fractions, train_size
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 SMALL = {**STUDY, "seeds": [0, 1]}
 IDS = ["nano-f50-s0", "nano-f50-s1", "nano-f100-s0", "nano-f100-s1"]
 
