@@ -42,6 +42,7 @@ from cnnvit.evaluation import predict
 from cnnvit.measure import environment, matmul_peak_flops, synchronize
 from cnnvit.models import PRESETS, build_model, count_flops, default_pair_for
 from cnnvit.runtime import (
+    cpu_has_bf16,
     images_per_second,
     make_accelerator,
     place_model,
@@ -147,10 +148,14 @@ def family_of(spec: str) -> str:
 
 
 def worker_peak() -> dict[str, Any]:
-    """Measured matmul FLOP/s: fp32 (the peer) and bf16 when cnnvit trains in bf16 here."""
+    """Measured matmul FLOP/s: fp32 (the peer) and bf16 wherever the device runs it natively.
+
+    Both where bf16 is native: whether a worker trains in bf16 is measured in that worker
+    (runtime.cpu_fast_bf16), so this process cannot know which peak it will need."""
     device = resolve_device("auto")
     peaks = {"fp32": matmul_peak_flops(device, torch.float32)}
-    if resolve_runtime().precision == "bf16":
+    native = cpu_has_bf16() if device.type == "cpu" else device.type == "cuda"
+    if native:
         peaks["bf16"] = matmul_peak_flops(device, torch.bfloat16)
     return {"device": str(device), "matmul_peak_flops": peaks}
 
