@@ -38,7 +38,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Everything but the tests marked slow (resume, distributed, Ray, browser, notebook, study, fuzz):
-# under a minute on 2 cores, for the edit-test loop. `make test` still runs them all.
+# for the edit-test loop (3 min 25 s on 2 cores, against 6 min for everything; `make test` runs all).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
