@@ -50,3 +50,19 @@ def test_the_bf16_speedup_is_a_measured_ratio():
     first = runtime_module.cpu_bf16_speedup(size=128, repeats=3)
     assert 0.01 < first < 100
     assert runtime_module.cpu_bf16_speedup(size=128, repeats=3) == first  # measured once
+
+
+def test_a_run_on_a_host_without_bf16_trains_and_records_fp32(monkeypatch, tmp_path):
+    from conftest import MINI
+
+    from cnnvit.pipeline import compare
+    from cnnvit.runs import load_run
+
+    monkeypatch.setattr(runtime_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(measure, "cpu_has_bf16", lambda: False)
+    settings = {**MINI, "precision": "auto", "epochs": 1}
+    run = load_run(compare(dataset="digits", output=str(tmp_path / "run"), report=False,
+                           **settings))  # fmt: skip
+    assert run.resolved["precision"] == "fp32"
+    assert run.environment["cpu_bf16"] is False
+    assert {m.results["training"]["precision"] for m in run.models.values()} == {"fp32"}

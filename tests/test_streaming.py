@@ -274,8 +274,8 @@ def test_a_streamed_run_records_the_stream_and_loads_back_with_its_split(
     run = tmp_path / "run"
     code = main(["compare", "--dataset", str(sorted_folder), "--streaming", "--epochs", "1",
                  "--max-train-samples", "30", "--cnn", "convnext-nano", "--vit", "vit-nano",
-                 "--image-size", "16", "--lr", "1e-3", "--output-dir", str(run),
-                 "--quiet"])  # fmt: skip
+                 "--image-size", "16", "--lr", "1e-3", "--precision", "fp32",
+                 "--output-dir", str(run), "--quiet"])  # fmt: skip
     assert code == 0
     manifest = json.loads((run / "split.json").read_text())
     assert manifest["streaming"] is True and manifest["source_splits"] == {"train": 53}
