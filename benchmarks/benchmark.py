@@ -49,9 +49,9 @@ from cnnvit.runtime import (
     resolve_device,
     resolve_runtime,
 )
-from cnnvit.training import train_model
-from cnnvit.training.recipe import fixed_recipe_config, resolve_recipe
-from cnnvit.training.tuning import tune_learning_rate
+from cnnvit.training import Hooks, train_model
+from cnnvit.training.recipe import resolve_recipe
+from cnnvit.training.tuning import tune_learning_rate, untuned
 
 SIDES = ("plain", "peer", "cnnvit")
 
@@ -171,10 +171,6 @@ def worker_peer(args: argparse.Namespace, data: PreparedData, plain: bool = Fals
     built = build_model(args.model, family, data.class_names, args.image_size, "sdpa", args.seed)
     flops = flop_counts(built.model, args.image_size)
     config = train_config(args)
-    if not plain:
-        config = fixed_recipe_config(
-            config, resolve_recipe(config, len(data.splits["train"].labels))
-        )
     result = peer_hf_trainer.train_and_evaluate(data, built, config, plain=plain)
     return {**flops, **result, "lr": 1e-3 if plain else config.lr}
 
@@ -204,20 +200,23 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
                             args.seed)  # fmt: skip
         return place_model(again, runtime)
 
-    tuning = tune_learning_rate(
-        fresh, train, validation, config, accelerator, runtime, say, family=family,
-        name=args.model,
-    )  # fmt: skip
+    recipe = resolve_recipe(config, built.recipe, len(train[1]))
+    if config.lr == "auto":
+        tuning = tune_learning_rate(
+            fresh, train, validation, recipe, built.recipe.lr_grid, accelerator, runtime,
+            Hooks(name=args.model, log=say),
+        )  # fmt: skip
+    else:
+        tuning = untuned(config.lr, recipe)
     tuning_seconds = time.perf_counter() - start
-    config = dataclasses.replace(config, lr=tuning.chosen_lr)
-    result = train_model(
-        model, preprocess, train, validation, config, accelerator, runtime, name=args.model, log=say
-    )
+    recipe = dataclasses.replace(recipe, lr=tuning.chosen_lr)
+    result = train_model(model, preprocess, train, validation, recipe, accelerator, runtime,
+                         Hooks(name=args.model, log=say))  # fmt: skip
     synchronize(device)
     start = time.perf_counter()
     with runtime.autocast():
         logits, _ = predict(
-            result.model, preprocess, test_images, test_labels, config.eval_batch_size
+            result.model, preprocess, test_images, test_labels, recipe.eval_batch_size
         )
     synchronize(device)
     eval_seconds = time.perf_counter() - start
@@ -233,7 +232,7 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
         "train_seconds": result.train_seconds,
         "train_images_per_second": result.train_images_per_second,  # runtime's one definition
         "eval_images": len(test_labels),
-        "eval_batch_size": config.eval_batch_size,
+        "eval_batch_size": recipe.eval_batch_size,
         "eval_seconds": eval_seconds,
         "eval_images_per_second": images_per_second(len(test_labels), eval_seconds),
         "test_accuracy": float((logits.argmax(1) == test_labels).float().mean()),
@@ -242,7 +241,7 @@ def worker_cnnvit(args: argparse.Namespace, data: PreparedData) -> dict[str, Any
         "tuning_seconds": tuning_seconds,
         "tuning_images": tuning.images_used,
         "tuning": tuning.to_dict(),
-        "recipe": resolve_recipe(config, images).to_dict(),
+        "recipe": result.recipe.to_dict(),
     }
 
 

@@ -108,7 +108,8 @@ def worker(
     from cnnvit.data import prepare_data
     from cnnvit.models import build_model
     from cnnvit.runtime import make_accelerator, place_model, resolve_runtime
-    from cnnvit.training import train_model
+    from cnnvit.training import Hooks, train_model
+    from cnnvit.training.recipe import resolve_recipe
 
     sampler = Sampler()
     base_rss, base_private = sampler.now()
@@ -129,9 +130,10 @@ def worker(
         config = TrainConfig(
             epochs=1, lr=1e-3, batch_size=batch_size, eval_batch_size=2 * batch_size, augment=False
         )
+        recipe = resolve_recipe(config, built.recipe, len(images[1]))
         result = train_model(
-            model, preprocess, images, validation, config, make_accelerator(runtime), runtime,
-            log=lambda line: None,
+            model, preprocess, images, validation, recipe, make_accelerator(runtime), runtime,
+            Hooks(log=lambda line: None),
         ) if train else None  # fmt: skip
     mb = 1 / 2**20
     return {

@@ -125,8 +125,9 @@ def train_and_evaluate(
     for lr. Returns plain numbers for the benchmark's JSON: seconds, images/s, accuracy, peak MB.
     """
     column = data.image_column
-    recipe = resolve_recipe(config, len(data.splits["train"].labels))
-    augment = None if plain else recipe.augment_config(config.hflip)
+    # Trainer holds regularisation constant: cnnvit's progressive schedule at its full strength.
+    recipe = resolve_recipe(config, built.recipe, len(data.splits["train"].labels))
+    augment = None if plain else recipe.augment_config()
     train = to_hf_dataset(data.splits["train"], column).with_transform(
         make_transform(built.processor, column, augment, config.seed)
     )
@@ -145,13 +146,13 @@ def train_and_evaluate(
                 PLAIN
                 if plain
                 else {
-                    "learning_rate": float(config.lr),
+                    "learning_rate": recipe.lr,
                     "weight_decay": recipe.weight_decay,
                     "lr_scheduler_type": "cosine",
                     # a float < 1 is a fraction of all steps
                     "warmup_steps": recipe.warmup_fraction,
                     "label_smoothing_factor": recipe.label_smoothing,
-                    "max_grad_norm": config.grad_clip_norm,
+                    "max_grad_norm": recipe.grad_clip_norm,
                 }
             ),  # fmt: skip
             eval_strategy="no",  # cnnvit's train time excludes evaluation too

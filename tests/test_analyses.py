@@ -30,7 +30,8 @@ from cnnvit.data import prepare_data
 from cnnvit.data.preprocess import BatchPreprocessor
 from cnnvit.models.build import build_model
 from cnnvit.runtime import make_accelerator, place_model, resolve_runtime
-from cnnvit.training import train_model
+from cnnvit.training import Hooks, train_model
+from cnnvit.training.recipe import resolve_recipe
 
 RECIPE = dict(epochs=8, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_fraction=0.1,
               label_smoothing=0.0, seed=0, eval_batch_size=256)  # fmt: skip
@@ -47,16 +48,16 @@ def _recipe(**changes) -> TrainConfig:
 def _train(spec, family, class_names, train, validation, runtime, size=16, **changes):
     built = build_model(spec, family, class_names, size, runtime.attention, seed=0)
     model, preprocess = place_model(built, runtime)
-    result = train_model(model, preprocess, train, validation, _recipe(**changes),
-                         make_accelerator(runtime), runtime, name=spec,
-                         log=lambda line: None)  # fmt: skip
+    recipe = resolve_recipe(_recipe(**changes), built.recipe, len(train[1]))
+    result = train_model(model, preprocess, train, validation, recipe, make_accelerator(runtime),
+                         runtime, Hooks(name=spec, log=lambda line: None))  # fmt: skip
     model = result.model.eval()
     return built, model, preprocess
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    return resolve_runtime("cpu", "auto", "eager")  # bf16 where the CPU has it: twice as fast
+    return resolve_runtime("cpu", "fp32", "eager")  # fp32 on every host: the same figures
 
 
 @pytest.fixture(scope="module")

@@ -103,3 +103,22 @@ def test_benchmark_end_to_end_tiny(tmp_path: Path) -> None:
     rows = [line for line in table.splitlines() if line.startswith("| ") and "nano" in line]
     assert [row.split("|")[1].strip() for row in rows] == labels
     assert "matmul peak" in table
+
+
+def test_the_paired_table_matches_seeds_and_gives_a_t_interval(tmp_path: Path) -> None:
+    import paired
+
+    # Seeds 0-2 in A and B (B 1, 2 and 3 points higher), seed 3 only in A: it is left out.
+    for side, accuracies in (("a", [0.90, 0.80, 0.70, 0.5]), ("b", [0.91, 0.82, 0.73])):
+        for seed, accuracy in enumerate(accuracies):
+            run = tmp_path / f"{side}-{seed}"
+            run.mkdir()
+            record = {"config": {"train": {"seed": seed}},
+                      "models": {"cnn": {"test": {"accuracy": accuracy}}}}  # fmt: skip
+            (run / "run.json").write_text(json.dumps(record))
+    a, b = (paired.accuracies(str(tmp_path / f"{side}-*"), "cnnvit") for side in "ab")
+    rows = paired.table(a, b)
+    assert rows[0] == "seeds 0, 1, 2"
+    # Differences 1, 2, 3 points: mean 2, sd 1, t(0.975, 2) = 4.303, half-width 4.303 / sqrt 3.
+    assert rows[-1].startswith("| cnn | 90.00, 80.00, 70.00 | 91.00, 82.00, 73.00 | +2.00 |")
+    assert "-0.48 to +4.48" in rows[-1] and "| 0.07 |" in rows[-1]  # paired t: t = 3.46, 2 df

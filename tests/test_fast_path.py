@@ -10,8 +10,10 @@ from PIL import Image
 from cnnvit.config import TrainConfig
 from cnnvit.data.preprocess import AugmentConfig, BatchPreprocessor, random_affine
 from cnnvit.models.build import build_model, preset_processor
+from cnnvit.models.presets import PRESETS
 from cnnvit.runtime import Runtime, cpu_has_bf16, make_accelerator
-from cnnvit.training import train_model
+from cnnvit.training import Hooks, train_model
+from cnnvit.training.recipe import resolve_recipe
 
 CPU = torch.device("cpu")
 NAMES = [str(i) for i in range(4)]
@@ -118,10 +120,10 @@ def test_a_few_training_steps_lower_the_loss(precision: str, name: str, family: 
         preprocess,
         (images, labels),
         (images, labels),
-        config,
+        resolve_recipe(config, PRESETS[name].recipe, len(labels)),
         make_accelerator(Runtime(CPU, precision, "eager")),
         Runtime(CPU, precision, "eager"),
-        log=lambda _: None,
+        Hooks(log=lambda _: None),
     )
     history = result.history
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"], history
@@ -141,10 +143,10 @@ def test_same_seed_same_figures() -> None:
             preprocess,
             data,
             data,
-            config,
+            resolve_recipe(config, PRESETS["vit-nano"].recipe, len(labels)),
             make_accelerator(runtime),
             runtime,
-            log=lambda _: None,
+            Hooks(log=lambda _: None),
         )
         runs.append([(h["train_loss"], h["val_loss"], h["val_accuracy"]) for h in result.history])
     assert runs[0] == runs[1]

@@ -251,53 +251,32 @@ def test_setup_says_what_each_model_tried_got_and_why(tmp_path: Path, tiny_run: 
 def test_setup_says_when_each_model_was_regularised(tmp_path: Path, tiny_run: Path) -> None:
     run = make_run(tmp_path, tiny_run)
 
-    def deferred(record: dict) -> None:
-        for family, flags in (("cnn", [False] * 4), ("vit", [False, False, True, True])):
+    def progressive(record: dict) -> None:  # the ViT's rows record a rising share, the CNN's none
+        for family, shares in (("cnn", [0] * 4), ("vit", [0, 1 / 3, 2 / 3, 1])):
             model = record["models"][family]
-            model["recipe"] = {"deferred": True, "strength": 0.5}
             model["training"].update(label_smoothing=0.05, augment_strength=0.5,
                                      warmup_fraction=0.1, weight_decay=0.05)  # fmt: skip
-            for row, flag in zip(model["history"], flags, strict=True):
-                row["regularised"], row["regularisation"] = flag, 0.5 * flag
+            for row, share in zip(model["history"], shares, strict=True):
+                row["regularised"], row["regularisation"] = share > 0, share
 
-    _edit(run, deferred)
+    _edit(run, progressive)
     build_report(run)
     text = (run / "report.md").read_text()
     used = "label smoothing and augmentation used"
     row = next(line for line in text.splitlines() if used in line)
-    assert "CNN: never (it did not overfit)" in row and "ViT: from epoch 3" in row
-    assert "rising to full strength" in row  # the rows record the ramp's share
+    assert (
+        "CNN: none" in row and "ViT: from epoch 2 (33% of full strength) to epoch 4 (100%)" in row
+    )
     assert "| label smoothing | 0.05 |" in text and "strength 0.50" in text
 
-    def overfit_late(record: dict) -> None:  # the CNN overfit from epoch 3 of 4: too late
-        cnn = record["models"]["cnn"]
-        cnn["recipe"]["latest_onset"] = 0.5
-        for row, flag in zip(cnn["history"], [0, 0, 1, 1], strict=True):
-            row["overfitting"] = bool(flag)
-
-    _edit(run, overfit_late)
-    build_report(run)
-    row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
-    assert "CNN: never (it began to overfit at epoch 3 of 4, in the second half" in row, row
-
-    def before_the_ramp(record: dict) -> None:  # a run made before rows had the share
-        for model in record["models"].values():
-            for row in model["history"]:
-                row.pop("regularisation", None)
-
-    _edit(run, before_the_ramp)
-    build_report(run)
-    row = next(line for line in (run / "report.md").read_text().splitlines() if used in line)
-    assert "ViT: from epoch 3" in row and "rising" not in row
-
-    # Real runs with nothing deferred: a 2-epoch run with the defaults (s = 0) has no label
-    # smoothing or augmentation; one given --label-smoothing 0.1 has it from the first epoch.
+    # Real runs: a 2-epoch run with the defaults (s = 0) has no label smoothing or
+    # augmentation; one given a number for label smoothing has it at full strength throughout.
     short = compare(dataset="digits", output=str(tmp_path / "short"),
                     **{**MINI, "label_smoothing": "auto"})  # fmt: skip
     row = next(line for line in (short / "report.md").read_text().splitlines() if used in line)
     assert "| none |" in row, row
     row = next(line for line in (tiny_run / "report.md").read_text().splitlines() if used in line)
-    assert "| every epoch |" in row, row
+    assert "| every epoch, at full strength |" in row, row
 
 
 def test_not_a_run_raises(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ and what survives when a real run is interrupted at different points."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -146,15 +147,15 @@ def _interrupt_training(
         if calls["n"] == family_index + 1:
             if epochs == 0:
                 raise error
-            on_epoch, seen = kwargs["on_epoch"], []
+            hooks, seen = args[-1], []
 
             def dying(row: dict) -> None:
-                on_epoch(row)
+                hooks.on_epoch(row)
                 seen.append(row)
                 if len(seen) == epochs:
                     raise error
 
-            kwargs["on_epoch"] = dying
+            args = (*args[:-1], dataclasses.replace(hooks, on_epoch=dying))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "train_model", train_model)
@@ -262,8 +263,12 @@ def test_evaluate_a_run_model_uses_the_runs_own_split(
     result = json.loads(out.read_text())
     run = load_run(tiny_run)
     assert result["run"]["same_test_images"] is True
-    assert result["run"]["prediction_agreement"] >= 0.98  # bf16 may flip a borderline image
-    assert result["test"]["accuracy"] == pytest.approx(run.models["vit"].test["accuracy"], abs=0.02)
+    # fp32 in the run and here: the same predictions, give or take one borderline image.
+    one_image = 1.01 / TINY["max_eval_samples"]
+    assert result["run"]["prediction_agreement"] >= 1 - one_image
+    assert result["test"]["accuracy"] == pytest.approx(
+        run.models["vit"].test["accuracy"], abs=one_image
+    )
 
 
 def test_evaluate_remaps_labels_by_name(tiny_run: Path, tmp_path: Path) -> None:

@@ -73,7 +73,8 @@ def test_only_prefixed_training_reaches_the_tracker(tmp_path) -> None:
     from cnnvit.config import TrainConfig
     from cnnvit.models import build_model
     from cnnvit.runtime import make_accelerator, place_model, resolve_runtime
-    from cnnvit.training import train_model
+    from cnnvit.training import Hooks, train_model
+    from cnnvit.training.recipe import resolve_recipe
     from cnnvit.training.trackers import start_trackers, tracker_options
 
     runtime = resolve_runtime("cpu", "fp32", "eager")
@@ -88,8 +89,9 @@ def test_only_prefixed_training_reaches_the_tracker(tmp_path) -> None:
         built = build_model("convnext-nano", "cnn", ["a", "b"], 16, "eager", seed=0)
         model, preprocess = place_model(built, runtime)
         data = (images, labels)
-        train_model(model, preprocess, data, data, config, accelerator, runtime, name="trial",
-                    log=lambda line: None, tracker_prefix=prefix)  # fmt: skip
+        recipe = resolve_recipe(config, built.recipe, len(labels))
+        train_model(model, preprocess, data, data, recipe, accelerator, runtime,
+                    Hooks(name="trial", log=lambda line: None, tracker_prefix=prefix))  # fmt: skip
     accelerator.end_training()
     events = EventAccumulator(str(tmp_path / "tracking" / "cnnvit"))
     events.Reload()

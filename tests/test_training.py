@@ -11,9 +11,11 @@ from cnnvit.config import TrainConfig
 from cnnvit.data.preprocess import BatchPreprocessor
 from cnnvit.evaluation import predict
 from cnnvit.models.build import build_model, preset_processor
+from cnnvit.models.presets import CNN_RECIPE, VIT_RECIPE
 from cnnvit.runtime import Runtime, make_accelerator
-from cnnvit.training import train_model
+from cnnvit.training import Hooks, train_model
 from cnnvit.training.loop import _param_groups
+from cnnvit.training.recipe import resolve_recipe
 
 CPU = torch.device("cpu")
 RUNTIME = Runtime(CPU, "fp32", "eager")
@@ -53,8 +55,8 @@ def test_learning_rate_follows_warmup_then_cosine_to_zero() -> None:
                          label_smoothing=0.0, augment_strength=0.0)  # fmt: skip
     model = build_model("vit-nano", "vit", [str(i) for i in range(4)], 16).model
     result = train_model(model, BatchPreprocessor(preset_processor(16), CPU), (images, labels),
-                         (images, labels), config, make_accelerator(RUNTIME), RUNTIME,
-                         log=lambda _: None)  # fmt: skip
+                         (images, labels), resolve_recipe(config, VIT_RECIPE, len(labels)),
+                         make_accelerator(RUNTIME), RUNTIME, Hooks(log=lambda _: None))  # fmt: skip
     steps_per_epoch, total = 4, 20
     warmup = round(total * 0.25)
     for row in result.history:
@@ -78,8 +80,9 @@ def test_the_model_returned_is_the_best_validation_epochs() -> None:
                          label_smoothing=0.0, augment_strength=0.0)  # fmt: skip
     model = build_model("convnext-nano", "cnn", [str(i) for i in range(4)], 16, seed=3).model
     preprocess = BatchPreprocessor(preset_processor(16), CPU)
-    result = train_model(model, preprocess, train, (images, labels), config,
-                         make_accelerator(RUNTIME), RUNTIME, log=lambda _: None)  # fmt: skip
+    result = train_model(model, preprocess, train, (images, labels),
+                         resolve_recipe(config, CNN_RECIPE, len(train[1])),
+                         make_accelerator(RUNTIME), RUNTIME, Hooks(log=lambda _: None))  # fmt: skip
     accuracies = [row["val_accuracy"] for row in result.history]
     assert result.history[result.best_epoch - 1]["val_accuracy"] == max(accuracies)
     logits, _ = predict(result.model, preprocess, images, labels, 64)

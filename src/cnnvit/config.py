@@ -153,16 +153,17 @@ class TrainConfig:
     )
     label_smoothing: float | str = _opt(
         "auto",
-        "label smoothing of the cross-entropy loss: auto (0 up to 2 epochs, 0.1 from 20, "
-        "scaled between; it starts once the run overfits, if in its first half) or a number",
+        "label smoothing of the cross-entropy loss: auto (the recipe row's 0.1 from 20 epochs, "
+        "none up to 2, scaled between, rising from none at epoch 1 to that at the last) or a "
+        "number, held constant",
         auto=True,
         aliases=("label_smoothing_factor",),
     )
     augment_strength: float | str = _opt(
         "auto",
-        "scale of the augmentation's magnitudes: auto (0 up to 2 epochs, 1 from 20, scaled "
-        "between; it starts with label smoothing) or a number (1: +-10 degrees, +-10% shift, "
-        "0.9-1.1 scale)",
+        "scale of the augmentation's magnitudes: auto (1 from 20 epochs, 0 up to 2, scaled "
+        "between, rising with label smoothing) or a number, held constant (1: +-10 degrees, "
+        "+-10% shift, 0.9-1.1 scale)",
         auto=True,
     )
     grad_clip_norm: float = _opt(

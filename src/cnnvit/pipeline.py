@@ -40,11 +40,11 @@ from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
-from .training import train_model
+from .training import Hooks, train_model
 from .training.checkpoint import remove_checkpoints
-from .training.recipe import resolve_recipe
+from .training.recipe import Recipe, resolve_recipe
 from .training.trackers import start_trackers, tracker_options
-from .training.tuning import TuningResult, tune_learning_rate
+from .training.tuning import TuningResult, tune_learning_rate, untuned
 
 
 def _say(line: str) -> None:
@@ -311,57 +311,47 @@ def _train_and_evaluate(
     test_images, test_labels = data.tensors("test", built.processor)
     test_ids = data.example_ids("test", built.processor)
 
-    # The learning rate: chosen per model on validation with an equal budget (lr "auto"), the
-    # family's usual rate (lr "usual"), or the number given. Trials start from copies of the
-    # same initial weights as the real run.
+    # The recipe, resolved once from the config, the model's row and the budget; the learning
+    # rate is the row's (lr "usual"), the number given, or chosen on validation with an equal
+    # budget for both models (lr "auto"), its trials starting from copies of the same weights.
+    recipe = resolve_recipe(config.train, built.recipe, len(train[1]))
     checkpoints = writer.path / ".checkpoints" / family
     earlier = writer.model(family).get("tuning")  # resuming: the rate was already chosen
-    initial = copy.deepcopy(built.model).cpu()
-    tuning = TuningResult(**earlier) if earlier else tune_learning_rate(
-        lambda: place_model(dataclasses.replace(built, model=copy.deepcopy(initial)), runtime),
-        train, validation, config.train, accelerator, runtime, log=_say,
-        family=family, pretrained=built.pretrained, name=built.name,
-    )  # fmt: skip
-    train_config = dataclasses.replace(config.train, lr=tuning.chosen_lr)
-    recipe = resolve_recipe(train_config, len(train[1]))
+    if earlier:
+        tuning = TuningResult(**earlier)
+    elif config.train.lr == "auto":
+        initial = copy.deepcopy(built.model).cpu()
+        tuning = tune_learning_rate(
+            lambda: place_model(dataclasses.replace(built, model=copy.deepcopy(initial)), runtime),
+            train, validation, recipe, built.recipe.lr_grid, accelerator, runtime,
+            Hooks(name=built.name, log=_say),
+        )  # fmt: skip
+    else:
+        tuning = untuned(config.train.lr, recipe)
+    recipe = dataclasses.replace(recipe, lr=tuning.chosen_lr)
     writer.update_model(family, tuning=tuning.to_dict(), recipe=recipe.to_dict())
-    result = train_model(
-        model, preprocess, train, validation, train_config, accelerator, runtime,
-        name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),
-        tracker_prefix=family, checkpoint_dir=checkpoints,
-    )  # fmt: skip
+    hooks = Hooks(name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),
+                  tracker_prefix=family, checkpoint_dir=checkpoints)  # fmt: skip
+    result = train_model(model, preprocess, train, validation, recipe, accelerator, runtime, hooks)
     with runtime.autocast():
         logits, loss = predict(
             result.model,
             preprocess,
             test_images,
             test_labels,
-            config.train.eval_batch_size,
+            recipe.eval_batch_size,
             accelerator,  # several processes: each predicts a share, all get every logit
         )
         cost = inference_cost(
             accelerator.unwrap_model(result.model), preprocess, test_images,
-            config.train.eval_batch_size,
+            recipe.eval_batch_size,
         )  # fmt: skip
     test = classification_metrics(logits, test_labels, data.class_names, loss)
     plain = accelerator.unwrap_model(result.model)
     results = {
         "best_epoch": result.best_epoch,
         "history": result.history,
-        "training": {
-            "lr": tuning.chosen_lr,
-            "weight_decay": recipe.weight_decay,
-            "warmup_fraction": recipe.warmup_fraction,
-            "label_smoothing": recipe.label_smoothing,
-            "augment_strength": recipe.augment_strength,
-            "epochs": config.train.epochs,
-            "batch_size": config.train.batch_size,
-            "precision": runtime.precision,
-            "memory_format": "channels_last" if preprocess.channels_last else "contiguous",
-            "attention": runtime.attention if family == "vit" else None,
-            "compiled": config.train.compile,
-            "device": str(runtime.device),
-        },
+        "training": training_record(result.recipe, runtime, family, preprocess.channels_last),
         "test": test,
         "efficiency": {
             "train_seconds": result.train_seconds,
@@ -374,19 +364,41 @@ def _train_and_evaluate(
     def save(folder: Path) -> None:
         plain.save_pretrained(folder)
         built.processor.save_pretrained(folder)
-        card = {
-            **writer.model(family),
-            **results,
-            "dataset": data.summary(),
-            "environment": {"device": str(runtime.device)},
-            "report": "../report.html",
-        }
-        card["training"] = {**results["training"], "grad_clip_norm": train_config.grad_clip_norm,
-                            "augment": train_config.augment, "hflip": train_config.hflip,
-                            "seed": train_config.seed}  # fmt: skip
-        write_model_card(folder, card)
+        write_model_card(folder, {**writer.model(family), **results, "dataset": data.summary(),
+                                  "environment": {"device": str(runtime.device)},
+                                  "report": "../report.html"})  # fmt: skip
 
     writer.model_finished(
         family, results, save, logits.numpy(), test_labels.numpy(), np.asarray(test_ids)
     )
     remove_checkpoints(checkpoints)  # the model is saved for good
+
+
+def training_record(recipe: Recipe, runtime: Runtime, family: str, channels_last: bool) -> dict:
+    """run.json's `training` block for one model: the recipe it followed and how it ran."""
+    return {
+        **{
+            k: getattr(recipe, k)
+            for k in (
+                "lr",
+                "weight_decay",
+                "warmup_fraction",
+                "label_smoothing",
+                "augment_strength",
+                "epochs",
+                "batch_size",
+                "grad_clip_norm",
+                "hflip",
+                "seed",
+            )
+        },
+        "augment": recipe.augment_strength > 0,
+        "regularisation": "rising linearly from none at epoch 1 to full at the last"
+        if recipe.progressive
+        else "constant",
+        "precision": runtime.precision,
+        "memory_format": "channels_last" if channels_last else "contiguous",
+        "attention": runtime.attention if family == "vit" else None,
+        "compiled": recipe.compile,
+        "device": str(runtime.device),
+    }

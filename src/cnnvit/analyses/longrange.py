@@ -22,7 +22,8 @@ from ..evaluation import mcnemar_p_value, predict
 from ..models.build import build_model
 from ..models.presets import PRESETS, default_pair_for
 from ..runtime import make_accelerator, place_model
-from ..training import train_model
+from ..training import Hooks, train_model
+from ..training.recipe import resolve_recipe
 from .context import ProbeContext, recipe_for_probe
 
 IMAGE_SIZE = 16  # pixels; a multiple of every preset's stride
@@ -97,12 +98,13 @@ def run(context: ProbeContext) -> dict[str, Any]:
         built = build_model(spec, family, ["different", "same"], IMAGE_SIZE, runtime.attention,
                             seed)  # fmt: skip
         model, preprocess = place_model(built, runtime)
-        recipe = recipe_for_probe(context.train_config, probed.training, epochs=EPOCHS,
+        config = recipe_for_probe(context.train_config, probed.training, epochs=EPOCHS,
                                   augment=False, compile=False, report_to="none")  # fmt: skip
+        recipe = resolve_recipe(config, built.recipe, len(train[1]))
         start = time.perf_counter()
         result = train_model(model, preprocess, train, validation, recipe,
-                             make_accelerator(runtime), runtime, name=f"longrange-{family}",
-                             log=lambda line: None)  # fmt: skip
+                             make_accelerator(runtime), runtime,
+                             Hooks(name=f"longrange-{family}", log=lambda line: None))  # fmt: skip
         seconds = time.perf_counter() - start
         with runtime.autocast():
             logits, _ = predict(result.model, preprocess, test_images, test_labels, 512)

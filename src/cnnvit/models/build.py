@@ -23,7 +23,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 
 from ..errors import CnnvitError, first_line
 from ..hub import looks_like_repo_id, require_hub
-from .presets import PRESET_MEAN, PRESET_STD, PRESETS
+from .presets import PRESET_MEAN, PRESET_STD, PRESETS, PRETRAINED_RECIPES, RecipeRow
 
 
 @dataclass
@@ -36,6 +36,7 @@ class BuiltModel:
     family: str
     source: str  # preset | hub | local
     pretrained: bool
+    recipe: RecipeRow  # how it trains at a full budget: its preset's row, or its family's
 
     def info(self) -> dict[str, Any]:
         return {
@@ -96,7 +97,8 @@ def build_model(
         torch.manual_seed(seed)  # the same seed gives the same initial weights
         kwargs = {"attn_implementation": attention} if family == "vit" else {}
         model = AutoModelForImageClassification.from_config(config, **kwargs)
-        return BuiltModel(model, preset_processor(image_size), spec, family, "preset", False)
+        return BuiltModel(model, preset_processor(image_size), spec, family, "preset", False,
+                          preset.recipe)  # fmt: skip
 
     path = Path(spec).expanduser()
     if path.exists():
@@ -117,7 +119,7 @@ def build_model(
     torch.manual_seed(seed)  # the resized head's initialisation
     model = _from_pretrained(spec, family, id2label, label2id, attention)
     processor = _processor(spec, model)
-    return BuiltModel(model, processor, spec, family, source, True)
+    return BuiltModel(model, processor, spec, family, source, True, PRETRAINED_RECIPES[family])
 
 
 def _from_pretrained(

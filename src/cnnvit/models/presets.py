@@ -19,7 +19,7 @@ and put the parameters in width rather than a fourth stage.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from transformers import ConvNextConfig, PretrainedConfig, ResNetConfig, ViTConfig
 
@@ -31,8 +31,38 @@ PRESET_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
+class RecipeRow:
+    """How a model trains at a full budget (20 epochs and more), as big_vision's configs state
+    `config.lr` and `config.wd`: AdamW at `lr` (`--lr usual`; `--lr auto` tries `lr_grid`),
+    cosine decay after a linear warm-up, and label smoothing and augmentation at these full
+    strengths, which a shorter budget scales down (training/recipe.py)."""
+
+    lr: float
+    lr_grid: tuple[float, ...]  # four rates an octave apart, `lr` among them
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1  # of all steps ...
+    max_warmup_epochs: float = 2.0  # ... but at most this many epochs of them
+    label_smoothing: float = 0.1
+    augment_strength: float = 1.0  # 1: +-10 degrees, +-10% shift, 0.9-1.1 scale
+
+    def scaled(self, factor: float) -> RecipeRow:
+        """This row with its learning rates times `factor`."""
+        return replace(self, lr=self.lr * factor, lr_grid=tuple(r * factor for r in self.lr_grid))
+
+
+# From scratch, a ViT's usable AdamW rates sit lower than a batch-norm CNN's: attention logits
+# grow unstable at high rates (Wortsman et al. 2023), while batch norm makes a convolution's
+# weights scale-invariant (ConvNeXt trains with AdamW at 4e-3, Liu et al. 2022).
+CNN_RECIPE = RecipeRow(lr=2e-3, lr_grid=(5e-4, 1e-3, 2e-3, 4e-3))
+VIT_RECIPE = RecipeRow(lr=5e-4, lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3))
+# Fine-tuning a pretrained hub model: a tenth of the from-scratch rates.
+PRETRAINED_RECIPES = {"cnn": CNN_RECIPE.scaled(0.1), "vit": VIT_RECIPE.scaled(0.1)}
+
+
+@dataclass(frozen=True)
 class Preset:
-    """A from-scratch model: a family, a transformers config builder and its pixel granularity."""
+    """A from-scratch model: a family, a transformers config builder, its pixel granularity and
+    its training recipe."""
 
     name: str
     family: str
@@ -40,6 +70,7 @@ class Preset:
     stride: int  # the image size must be a multiple of this (patch or stem stride)
     description: str
     build_config: Callable[[int], PretrainedConfig]
+    recipe: RecipeRow
 
     @property
     def architecture(self) -> str:
@@ -98,28 +129,28 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset("resnet-nano", "cnn", "nano", 16,
                "ResNet (basic blocks), widths 26-52-104, depths 2-2-2, 7x7/2 + pool stem",
-               _resnet([26, 52, 104], [2, 2, 2])),
+               _resnet([26, 52, 104], [2, 2, 2]), CNN_RECIPE),
         Preset("resnet-micro", "cnn", "micro", 16,
                "ResNet (basic blocks), widths 64-128-256, depths 2-2-2, 7x7/2 + pool stem",
-               _resnet([64, 128, 256], [2, 2, 2])),
+               _resnet([64, 128, 256], [2, 2, 2]), CNN_RECIPE),
         Preset("resnet-mini", "cnn", "mini", 16,
                "ResNet (basic blocks), widths 96-192-384, depths 2-2-2, 7x7/2 + pool stem",
-               _resnet([96, 192, 384], [2, 2, 2])),
+               _resnet([96, 192, 384], [2, 2, 2]), CNN_RECIPE),
         Preset("convnext-nano", "cnn", "nano", 4,
                "ConvNeXt, widths 32-64-128, depths 2-2-2, 2x2 stem",
-               _convnext([32, 64, 128], [2, 2, 2])),
+               _convnext([32, 64, 128], [2, 2, 2]), CNN_RECIPE),
         Preset("vit-nano", "vit", "nano", 4,
-               "ViT, width 96, 4 layers, 2 heads, 4x4 patches", _vit(96, 4, 2)),
+               "ViT, width 96, 4 layers, 2 heads, 4x4 patches", _vit(96, 4, 2), VIT_RECIPE),
         Preset("convnext-micro", "cnn", "micro", 8,
                "ConvNeXt, widths 64-128-256, depths 3-3-4, 2x2 stem",
-               _convnext([64, 128, 256], [3, 3, 4])),
+               _convnext([64, 128, 256], [3, 3, 4]), CNN_RECIPE),
         Preset("vit-micro", "vit", "micro", 4,
-               "ViT, width 192, 6 layers, 3 heads, 4x4 patches", _vit(192, 6, 3)),
+               "ViT, width 192, 6 layers, 3 heads, 4x4 patches", _vit(192, 6, 3), VIT_RECIPE),
         Preset("convnext-mini", "cnn", "mini", 8,
                "ConvNeXt, widths 96-192-384, depths 3-3-4, 2x2 stem",
-               _convnext([96, 192, 384], [3, 3, 4])),
+               _convnext([96, 192, 384], [3, 3, 4]), CNN_RECIPE),
         Preset("vit-mini", "vit", "mini", 4,
-               "ViT, width 256, 8 layers, 4 heads, 4x4 patches", _vit(256, 8, 4)),
+               "ViT, width 256, 8 layers, 4 heads, 4x4 patches", _vit(256, 8, 4), VIT_RECIPE),
     ]
 }  # fmt: skip
 

@@ -174,38 +174,21 @@ def _per_model(f: RunFacts, path: str, spec: str, configured: object) -> str:
 
 
 def _regularised_from(f: RunFacts) -> str:
-    """From which epoch each model trained with label smoothing and augmentation ("auto" ones
-    wait until the model overfits, and start only if that is in the run's first half:
-    training/recipe.py)."""
+    """When each model trained with label smoothing and augmentation, as its epochs' rows
+    recorded it (each row holds its share of the recipe's strengths)."""
     said = {}
     for family, m in f.models.items():
-        history = m.get("history") or []
-        flags = [row.get("regularised") for row in history]
-        if not lookup(m, "recipe.deferred"):
-            # Nothing waited: on for the whole run, or off for all of it (a short run's s = 0,
-            # or zeros given). The rows cannot tell: without a deferral each says it ran at full.
-            amounts = [lookup(m, f"training.{k}") for k in ("label_smoothing", "augment_strength")]
-            none = all(a is not None and float(a) == 0 for a in amounts)
-            said[family] = "none" if none else "every epoch"
-        elif True in flags:
-            start = flags.index(True)
-            said[family] = f"from epoch {start + 1} (after it began to overfit)"
-            # Runs from before the ramp have no "regularisation" share: they switched at once.
-            if start + 1 < len(flags) and "regularisation" in history[start]:
-                said[family] += ", rising to full strength at the last epoch"
+        rows = m.get("history") or []
+        shares = [float(r.get("regularisation", 1)) if r.get("regularised") else 0.0 for r in rows]
+        on = [epoch for epoch, share in enumerate(shares, start=1) if share > 0]
+        amounts = [lookup(m, f"training.{k}") for k in ("label_smoothing", "augment_strength")]
+        if not on or all(a is not None and float(a) == 0 for a in amounts):
+            said[family] = "none"
+        elif len(set(shares)) == 1:
+            said[family] = "every epoch, at full strength"
         else:
-            # Rows record each epoch's overfitting test (runs from before that field do not),
-            # and the recipe the share of the epochs within which it may start regularisation.
-            overfit = [row["epoch"] for row in history if row.get("overfitting")]
-            epochs = lookup(m, "training.epochs") or f.config.train.epochs
-            share = lookup(m, "recipe.latest_onset")
-            if overfit and share is not None and overfit[0] > share * epochs:
-                said[family] = (
-                    f"never (it began to overfit at epoch {overfit[0]} of {epochs}, in the "
-                    "second half of the run: too late for regularisation to pay)"
-                )
-            else:
-                said[family] = "never (it did not overfit)"
+            said[family] = (f"from epoch {on[0]} ({shares[on[0] - 1]:.0%} of full strength) to "
+                            f"epoch {len(shares)} ({shares[-1]:.0%})")  # fmt: skip
     if len(set(said.values())) == 1:
         return next(iter(said.values()), "n/a")
     return "; ".join(f"{ROLE[k]}: {v}" for k, v in said.items())

@@ -19,9 +19,9 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         regularised: whether label smoothing and augmentation were on,
                         regularisation: their share of full strength, 0 to 1,
                         overfitting: whether training accuracy led validation by more than
-                        two standard errors, the test that starts them in a run's first half),
-                        best_epoch, tuning (every learning-rate trial), recipe (the budget
-                        rule's values), training (recipe and runtime as used), test (accuracy,
+                        two standard errors), best_epoch, tuning (every learning-rate trial),
+                        recipe (training.recipe.Recipe: every value the run followed),
+                        training (the recipe's values and the runtime as used), test (accuracy,
                         top-5, macro F1, loss, per-class, confusion matrix), efficiency (train
                         seconds and images/s, inference images/s at inference_batch_size,
                         batch-1 latency, peak memory); comparison (paired McNemar counts on

@@ -1,5 +1,5 @@
 """Training stage: the recipe and the loop, on accelerate."""
 
-from .loop import TrainResult, train_model
+from .loop import Hooks, TrainResult, train_model
 
-__all__ = ["TrainResult", "train_model"]
+__all__ = ["Hooks", "TrainResult", "train_model"]
