@@ -320,7 +320,10 @@ def test_wording_is_shared_and_carries_the_numbers():
         sentence.startswith("CNNs are more data-efficient")
         and "**supported** (leans CNN)" in sentence
     )
-    assert f"{v.effect:+.1f} points" in sentence and "1 point threshold" in sentence
+    # In the claim's direction: CNN - ViT, positive, though the evidence is ViT - CNN.
+    assert v.oriented.estimate == pytest.approx(-v.effect) and v.oriented.label == "CNN - ViT"
+    assert "CNN - ViT test accuracy" in sentence and "1 point threshold" in sentence
+    assert f"{v.oriented.estimate:+.1f} points" in sentence
     row = verdict_row(v)
     assert row["verdict"] == "supported" and row["leans"] == "CNN"
     lines = verdict_table_markdown(verdicts).splitlines()
@@ -491,3 +494,117 @@ def test_a_probe_with_its_own_paired_counts_gets_mcnemar_in_one_run():
     assert v.p_value == pytest.approx(sps.binomtest(190, 200, 0.5).pvalue)
     assert v.effect == pytest.approx(100 * 180 / 512)
     assert (v.outcome, v.direction) == ("supported", "leans ViT")
+
+
+# --- effects in the claim's direction, intervals at the Holm level, costs from timing repeats
+
+
+def _cost_cell(seed: int, vit: list[float], cnn: list[float], metric: str) -> CellRecord:
+    metrics = _metrics(0.9, 0.9, **{metric: (float(np.median(cnn)), float(np.median(vit)))})
+    repeats = {"vit": {metric: vit}, "cnn": {metric: cnn}}
+    return CellRecord(
+        PAIR, 1.0, 1300, seed, False, metrics, repeats=repeats, host="a test CPU, fp32"
+    )
+
+
+def test_a_several_times_faster_model_is_supported_from_one_runs_timing_repeats():
+    vit = [100.0, 104.0, 97.0, 101.0, 99.0]
+    cnn = [900.0, 930.0, 880.0, 910.0, 905.0]
+    cell = _cost_cell(0, vit, cnn, "inference_images_per_second")
+    v = by_id(judge_claims([cell]))["cheaper_inference"]
+    assert v.outcome == "supported" and v.direction == "leans CNN"
+    # Welch's t on the log timings, computed here from scipy.
+    x, y = np.log(vit), np.log(cnn)
+    welch = sps.ttest_ind(x, y, equal_var=False)
+    assert v.p_value == pytest.approx(welch.pvalue, rel=1e-6)
+    assert v.oriented.estimate == pytest.approx(math.exp(y.mean() - x.mean()))  # CNN/ViT ~9x
+    low, high = v.oriented.low, v.oriented.high
+    assert 1.1 < low < v.oriented.estimate < high
+    assert "timed on a test CPU, fp32" in v.scope and "within-run" in v.evidence.method
+    sentence = verdict_sentence(v)
+    assert f"The CNN's inference throughput was {v.oriented.estimate:.2f}x the ViT's" in sentence
+
+
+def test_the_study_in_the_issue_reads_as_its_numbers():
+    """Two cells whose ViT/CNN throughput is 0.09x on average but whose two values differ a
+    lot: Holm adjusts the p-value, so the interval shown widens to the same level and includes
+    1x, and the sentence states the CNN's advantage, not the ViT's."""
+    cells = [CellRecord(PAIR, f, n, 0, False,
+                        _metrics(0.8, 0.8, inference_images_per_second=(1000.0, r * 1000.0),
+                                 latency_ms_batch1=(2.0, 2.0 + f), train_seconds=(30.0, 30.0 + n)))
+             for (f, n), r in (((0.5, 1000), 0.03), ((1.0, 4000), 0.27))]  # fmt: skip
+    verdicts = judge_claims(cells)
+    v = by_id(verdicts)["cheaper_inference"]
+    assert v.p_adjusted > v.p_value and v.p_adjusted >= 0.05
+    assert v.outcome == "inconclusive" and v.direction == "leans CNN"
+    assert v.evidence.confidence > 0.95
+    assert v.oriented.low < 1 < v.oriented.high  # not significant: the interval holds 1x
+    assert v.oriented.estimate > 1 and v.oriented.label == "CNN/ViT"
+    sentence = verdict_sentence(v)
+    assert "The CNN's inference throughput was" in sentence and "not significant" in sentence
+
+
+@pytest.mark.parametrize("claim_id", ["data_efficiency", "calibration", "cheaper_inference",
+                                      "cheaper_latency", "gains_from_data"])  # fmt: skip
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("size", [0.2, 3.0, 30.0])
+@pytest.mark.parametrize("spread", [0.05, 1.0, 20.0])
+@pytest.mark.parametrize("seeds", [1, 2, 5])
+def test_sentence_direction_threshold_side_and_verdict_agree_with_the_numbers(
+    claim_id: str, sign: int, size: float, spread: float, seeds: int
+):
+    claim = claim_by_id(claim_id)
+    rng = np.random.default_rng(seeds * 7 + int(size * 10))
+    effect = sign * size  # in the claim's direction: positive is what the claim says
+    noise = rng.normal(0, spread, seeds)
+    raw = claim.claimed_sign * (effect + noise)  # ViT - CNN (points), or log ViT/CNN x 10
+    if claim.evidence == "cost_ratio":
+        values = [math.exp(r / 10) for r in raw]
+        evidence = stats.mean_log_ratio(values, [1.0] * seeds, "cell")
+    elif claim.evidence == "trend_over_log_size":
+        evidence = stats.mean_difference(list(raw), claim.unit, "seed")
+        evidence = stats.Evidence(**{**evidence.__dict__, "unit": claim.unit})
+    else:
+        evidence = stats.mean_difference(list(raw), claim.unit, "seed")
+    p_adjusted = None if evidence.p_value is None else min(1.0, evidence.p_value * 3)
+    if evidence.p_value is not None:  # as the engine does: the interval at the Holm level
+        level = 1 - 0.05 * evidence.p_value / p_adjusted if evidence.p_value > 0 else 0.95
+        if claim.evidence == "cost_ratio":
+            evidence = stats.mean_log_ratio(values, [1.0] * seeds, "cell", level)
+        else:
+            again = stats.mean_difference(list(raw), claim.unit, "seed", level)
+            evidence = stats.Evidence(**{**again.__dict__, "unit": claim.unit})
+    outcome, rule = decide(claim, evidence, p_adjusted)
+    from cnnvit.evidence.verdict import Verdict
+
+    v = Verdict(claim.id, claim.statement, outcome, direction(claim, evidence), evidence,
+                evidence.p_value, p_adjusted, claim.threshold, claim.unit, "", rule=rule,
+                claim=claim)  # fmt: skip
+    o = v.oriented
+    null = 1.0 if claim.evidence == "cost_ratio" else 0.0
+    threshold = 1 + claim.threshold if claim.evidence == "cost_ratio" else claim.threshold
+    sentence = verdict_sentence(v)
+    # The direction named is the family the oriented estimate favours.
+    favoured = claim.favours.upper() if claim.favours == "cnn" else "ViT"
+    if o.estimate > null:
+        assert v.direction == f"leans {favoured}"
+    elif o.estimate < null:
+        assert v.direction != f"leans {favoured}"
+    # The verdict follows the numbers it prints.
+    significant = p_adjusted is not None and p_adjusted < 0.05
+    if outcome == "supported":
+        assert significant and o.estimate >= threshold
+    if outcome == "contradicted":
+        assert (significant and o.estimate < null) or o.high < threshold
+    if outcome == "inconclusive" and p_adjusted is not None:
+        assert not (significant and o.estimate >= threshold) and o.high >= threshold
+    # The interval agrees with the test: it excludes no effect exactly when significant.
+    if p_adjusted is not None and evidence.low != evidence.high:
+        assert (o.low > null or o.high < null) == significant, (o, p_adjusted)
+    # Words match: "not significant" beside an interval holding no difference, and the
+    # figure in the sentence is the oriented estimate.
+    if "not significant" in sentence:
+        assert o.low <= null <= o.high
+    digits = 2 if "per" in claim.unit else 1  # points per doubling: two decimals
+    shown = f"{o.estimate:.2f}x" if claim.unit == "x" else f"{o.estimate:+.{digits}f}"
+    assert shown in sentence or shown.replace("+", "") in sentence or "-0.0" in shown

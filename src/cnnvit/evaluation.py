@@ -8,82 +8,18 @@ test), which is what a single run can say about whether an accuracy gap is more 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import statistics
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.stats import binomtest
 
 from .data.preprocess import BatchPreprocessor
-from .measure import median_seconds
+from .measure import timed_seconds
+from .models.inference import predict
 
-if TYPE_CHECKING:
-    from accelerate import Accelerator
-
-
-@torch.inference_mode()
-def predict(
-    model: torch.nn.Module,
-    preprocess: BatchPreprocessor,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    batch_size: int,
-    accelerator: Accelerator | None = None,
-) -> tuple[torch.Tensor, float]:
-    """Float32 logits (N, C) on the CPU and the mean cross-entropy loss over all N images.
-
-    With an `accelerator` running several processes, each process predicts its share of the
-    images and every process gets all N logits back, in order, each image counted once.
-    """
-    if accelerator is not None and accelerator.num_processes > 1:
-        return _predict_sharded(model, preprocess, images, labels, batch_size, accelerator)
-    was_training = model.training
-    model.eval()
-    outputs = []
-    total_loss = 0.0
-    for start in range(0, len(images), batch_size):
-        x = preprocess(images[start : start + batch_size])
-        logits = model(pixel_values=x).logits.float()
-        y = labels[start : start + batch_size].to(logits.device)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        outputs.append(logits.cpu())
-    model.train(was_training)
-    return torch.cat(outputs), total_loss / max(1, len(images))
-
-
-def _predict_sharded(
-    model: torch.nn.Module,
-    preprocess: BatchPreprocessor,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    batch_size: int,
-    accelerator: Accelerator,
-) -> tuple[torch.Tensor, float]:
-    """`predict` split over processes: a prepared DataLoader of image indices shards the
-    batches, and `gather_for_metrics` drops the samples it repeated to even them out."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    # The plain model: a DDP wrapper may synchronise buffers in forward, a collective that
-    # evaluation does not need.
-    plain = accelerator.unwrap_model(model)
-    was_training = plain.training
-    plain.eval()
-    loader = accelerator.prepare_data_loader(
-        DataLoader(TensorDataset(torch.arange(len(images))), batch_size=batch_size),
-        device_placement=False,
-    )
-    outputs, indices = [], []
-    for (index,) in loader:
-        logits = plain(pixel_values=preprocess(images[index])).logits.float()
-        outputs.append(accelerator.gather_for_metrics(logits).cpu())
-        indices.append(accelerator.gather_for_metrics(index.to(logits.device)).cpu())
-    plain.train(was_training)
-    logits, order = torch.cat(outputs), torch.cat(indices)
-    if not torch.equal(order, torch.arange(len(images))):  # each image once, in order
-        raise RuntimeError(f"sharded prediction returned {len(order)} of {len(images)} images")
-    loss = F.cross_entropy(logits, labels.to(logits.device), reduction="sum").item()
-    return logits, loss / max(1, len(images))
+__all__ = ["classification_metrics", "inference_cost", "paired_comparison", "predict"]
 
 
 def classification_metrics(
@@ -144,13 +80,17 @@ def inference_cost(
     batch_size = max(1, min(batch_size, len(images)))
     x_batch = preprocess(images[:batch_size])
     x_one = preprocess(images[:1])
-    batch_seconds = median_seconds(lambda: model(pixel_values=x_batch), device, repeats, warmup=2)
-    one_seconds = median_seconds(lambda: model(pixel_values=x_one), device, 4 * repeats, warmup=3)
+    batch_seconds = timed_seconds(lambda: model(pixel_values=x_batch), device, repeats, warmup=2)
+    one_seconds = timed_seconds(lambda: model(pixel_values=x_one), device, 4 * repeats, warmup=3)
     model.train(was_training)
+    throughput = [batch_size / s for s in batch_seconds]
+    latency = [1000 * s for s in one_seconds]
     return {
-        "inference_images_per_second": batch_size / batch_seconds,
-        "latency_ms_batch1": 1000 * one_seconds,
+        "inference_images_per_second": statistics.median(throughput),
+        "latency_ms_batch1": statistics.median(latency),
         "inference_batch_size": batch_size,
+        # Every timed call, for a within-run interval on the cost claims (evidence/cells.py).
+        "repeats": {"inference_images_per_second": throughput, "latency_ms_batch1": latency},
     }
 
 

@@ -29,10 +29,10 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def median_seconds(
+def timed_seconds(
     fn: Callable[[], Any], device: torch.device, repeats: int = 5, warmup: int = 2
-) -> float:
-    """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
+) -> list[float]:
+    """Wall time of each of `repeats` calls of `fn()`, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -42,7 +42,14 @@ def median_seconds(
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(
+    fn: Callable[[], Any], device: torch.device, repeats: int = 5, warmup: int = 2
+) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
+    return statistics.median(timed_seconds(fn, device, repeats, warmup))
 
 
 _PROCESS = psutil.Process()

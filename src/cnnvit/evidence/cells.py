@@ -40,6 +40,9 @@ class CellRecord:
     probe_paired: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     dataset: str = ""  # for the verdict's scope
     epochs: int | None = None  # the training budget, for the verdict's scope
+    # Each model's repeated timings of a cost metric (model_repeats), and where they were timed.
+    repeats: Mapping[str, Mapping[str, Sequence[float]]] = field(default_factory=dict)
+    host: str = ""
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -90,6 +93,39 @@ def model_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if _number(v) is not None}
 
 
+# A cost claim needs at least this many timings of each model for a within-run interval.
+MIN_REPEATS = 5
+
+
+def model_repeats(results: Mapping[str, Any]) -> dict[str, list[float]]:
+    """One model's repeated timings by cost metric: the evaluation's timed calls, and each epoch
+    after the first (warm-up) for training, as per-epoch seconds and their inverse (images/s
+    up to the same image count for both models); metrics with fewer than MIN_REPEATS are left
+    out."""
+    recorded = (results.get("efficiency") or {}).get("repeats") or {}
+    seconds = [_number(r.get("seconds")) for r in (results.get("history") or [])[1:]]
+    seconds = [s for s in seconds if s is not None and s > 0]
+    values = {
+        **{k: [float(v) for v in vs] for k, vs in recorded.items()},
+        "train_seconds": seconds,
+        "train_images_per_second": [1 / s for s in seconds],
+    }
+    return {k: v for k, v in values.items() if len(v) >= MIN_REPEATS}
+
+
+def host_of(run: Any) -> str:
+    """Where a run timed its models: CPU or device, precision and threads."""
+    env = getattr(run, "environment", None) or {}
+    resolved = getattr(run, "resolved", None) or {}
+    where = env.get("cpu") if str(resolved.get("device", "cpu")) == "cpu" else env.get("device")
+    parts = [
+        where,
+        resolved.get("precision"),
+        f"{env['threads']} threads" if env.get("threads") else None,
+    ]
+    return ", ".join(str(p) for p in parts if p)
+
+
 def paired_counts(comparison: Mapping[str, Any] | None) -> dict[str, int] | None:
     """The engine's paired counts from a run's (or probe's) comparison block."""
     keys = {
@@ -138,4 +174,6 @@ def cell_from_run(
         probe_paired={m: c for m, c in probe_counts.items() if c is not None},
         dataset=str((run.dataset or {}).get("name", "")),
         epochs=int(run.config.train.epochs),
+        repeats={f: model_repeats(models[f].results) for f in FAMILIES if f in models},
+        host=host_of(run),
     )

@@ -4,7 +4,9 @@ Input is a table of `CellRecord`s, one per finished run; a single `cnnvit compar
 one-cell case of a study, judged by the same code. Cells are grouped by (pair, pretrained) and
 every claim is judged in every group by the evidence function it names (`measures.EVIDENCE`:
 t over seeds in a study; McNemar and Newcombe's interval, or no test, for one run). The Holm
-family is every p-value judged in one call, across claims and groups. A verdict (verdict.py)
+family is every p-value judged in one call, across claims and groups, and each interval is
+widened to the level that agrees with its adjusted p-value (`family_level`), so an interval
+never excludes no effect beside a verdict that says "not significant". A verdict (verdict.py)
 holds numbers and, when not tested, the reason; `wording.explain` writes its sentence when a
 report renders it, so every report shares one wording and the engine imports none of it.
 
@@ -19,9 +21,8 @@ when it is significant the other way (adjusted p < 0.05, e < 0), or when the upp
 equivalence / non-superiority reading of the interval, which covers "no difference, tightly
 measured" and "a real but negligible difference"); **inconclusive** otherwise, always with the
 direction the estimate leans. A claim whose metric is missing, whose scope does not hold, or that
-needs more sizes or seeds than the cells have, is **not tested**, with the reason. The interval
-rule uses each claim's own 95% interval; Holm controls the family-wise error of the significance
-calls only.
+needs more sizes or seeds than the cells have, is **not tested**, with the reason. Both rules use
+the family-level interval, so the ruled-out reading holds family-wise too.
 """
 
 from __future__ import annotations
@@ -88,6 +89,34 @@ def decide(
     return "inconclusive", "significant_small" if significant else "not_significant"
 
 
+def family_level(p_value: float, p_adjusted: float, alpha: float = ALPHA) -> float:
+    """The confidence level whose interval agrees with the Holm-adjusted test: 1 - alpha p / p_adj.
+
+    A test-inverted interval at level 1 - a excludes no effect exactly when p < a; with
+    a = alpha p / p_adj that is when p_adj < alpha, so the interval and the verdict agree.
+    """
+    if p_value <= 0 or p_adjusted <= p_value:
+        return 1 - alpha
+    return 1 - alpha * p_value / p_adjusted
+
+
+def _at_family_level(
+    claim: Claim,
+    cells: Sequence[CellRecord],
+    evidence: Evidence,
+    p_adjusted: float | None,
+    alpha: float,
+) -> Evidence:
+    """`evidence` again with its interval at `family_level`, where Holm adjusted its p-value."""
+    if evidence.p_value is None or p_adjusted is None:
+        return evidence
+    level = family_level(evidence.p_value, p_adjusted, alpha)
+    if math.isclose(level, evidence.confidence):
+        return evidence
+    again = EVIDENCE[claim.evidence](claim, cells, confidence=level)
+    return again if isinstance(again, Evidence) else evidence
+
+
 def _groups(cells: Sequence[CellRecord]) -> dict[tuple[str, bool], list[CellRecord]]:
     groups: dict[tuple[str, bool], list[CellRecord]] = defaultdict(list)
     for cell in cells:
@@ -109,6 +138,9 @@ def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: boo
         f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
         "/".join(map(str, epochs)) + " epochs" if epochs else "",
     ]
+    hosts = sorted({c.host for c in cells if c.host})
+    if claim.evidence == "cost_ratio" and hosts:  # a timing holds where it was timed
+        parts.append("timed on " + "; ".join(hosts))
     return f"{claim.scope}; " + ", ".join(p for p in parts if p)
 
 
@@ -146,6 +178,7 @@ def judge_claims(
                 ev.reason,
             )
         else:
+            ev = _at_family_level(claim, group, ev, adjusted.get(i), alpha)
             outcome, rule = decide(claim, ev, adjusted.get(i), alpha)
             lean, evidence, reason = direction(claim, ev), ev, ""
         verdict = Verdict(

@@ -25,7 +25,7 @@ import numpy as np
 from . import stats
 from .cells import CellRecord
 from .claims import PARAMS_MATCH_RATIO, Claim
-from .stats import Evidence
+from .stats import CONFIDENCE, Evidence
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class NotTested:
     reason: str
 
 
-EvidenceFunction = Callable[[Claim, Sequence[CellRecord]], "Evidence | NotTested"]
+# (claim, cells, confidence=0.95): the engine asks again at a wider level where Holm adjusts.
+EvidenceFunction = Callable[..., "Evidence | NotTested"]
 
 
 def _difference(cell: CellRecord, claim: Claim) -> float | None:
@@ -72,7 +73,9 @@ def _size_text(n_train: int, fraction: float) -> str:
     return f"at {n_train:,} training images ({fraction:.0%} of the split)"
 
 
-def smallest_size_difference(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTested:
+def smallest_size_difference(
+    claim: Claim, cells: Sequence[CellRecord], confidence: float = CONFIDENCE
+) -> Evidence | NotTested:
     """ViT - CNN at the smallest training fraction: t over seeds, or McNemar for one run."""
     have = _recorded(claim, cells)
     if isinstance(have, NotTested):
@@ -85,19 +88,21 @@ def smallest_size_difference(claim: Claim, cells: Sequence[CellRecord]) -> Evide
             f"the smallest training size is {n_train:,} images, not small data (below "
             f"{claim.max_train_images:,})"
         )
-    return _with_detail(_over_seeds(claim, at), _size_text(n_train, fraction))
+    return _with_detail(_over_seeds(claim, at, confidence), _size_text(n_train, fraction))
 
 
-def _over_seeds(claim: Claim, cells: Sequence[CellRecord]) -> Evidence:
+def _over_seeds(claim: Claim, cells: Sequence[CellRecord], confidence: float) -> Evidence:
     """t over seeds (each seed's mean); for one cell, McNemar on its paired counts if any."""
     per_seed = _by_seed_mean(claim, cells)
     paired = cells[0].paired_for(claim.metric) if len(cells) == 1 else None
     if paired:  # only accuracy-like metrics have paired counts
-        return stats.paired_accuracy_difference(paired)
-    return stats.mean_difference(list(per_seed.values()), claim.unit, "seed")
+        return stats.paired_accuracy_difference(paired, confidence)
+    return stats.mean_difference(list(per_seed.values()), claim.unit, "seed", confidence)
 
 
-def trend_over_log_size(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTested:
+def trend_over_log_size(
+    claim: Claim, cells: Sequence[CellRecord], confidence: float = CONFIDENCE
+) -> Evidence | NotTested:
     """Slope of ViT - CNN against log2(training images), per doubling, over seeds."""
     have = _recorded(claim, cells)
     if isinstance(have, NotTested):
@@ -113,11 +118,13 @@ def trend_over_log_size(claim: Claim, cells: Sequence[CellRecord]) -> Evidence |
             f"three; these runs have {_count(len(by_seed), 'seed')} and "
             f"{_count(len(sizes), 'size')}"
         )
-    evidence = stats.slope_per_doubling(by_seed, claim.unit)
+    evidence = stats.slope_per_doubling(by_seed, claim.unit, confidence)
     return _with_detail(evidence, f"from {sizes[0]:,} to {sizes[-1]:,} images")
 
 
-def per_seed_mean_difference(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTested:
+def per_seed_mean_difference(
+    claim: Claim, cells: Sequence[CellRecord], confidence: float = CONFIDENCE
+) -> Evidence | NotTested:
     """ViT - CNN averaged over each seed's sizes, then t over seeds (over cells for one seed)."""
     have = _recorded(claim, cells)
     if isinstance(have, NotTested):
@@ -125,10 +132,10 @@ def per_seed_mean_difference(claim: Claim, cells: Sequence[CellRecord]) -> Evide
     per_seed = _by_seed_mean(claim, have)
     sizes = sorted({c.n_train for c in have})
     if len(per_seed) >= 2 or len(have) == 1:
-        evidence = _over_seeds(claim, have)
+        evidence = _over_seeds(claim, have, confidence)
     else:  # one seed, several sizes: the sizes are the replicates
         values = [_difference(c, claim) for c in have]
-        evidence = stats.mean_difference(values, claim.unit, "cell of one seed")  # type: ignore[arg-type]
+        evidence = stats.mean_difference(values, claim.unit, "cell of one seed", confidence)  # type: ignore[arg-type]
     where = (
         _size_text(have[0].n_train, have[0].fraction)
         if len(sizes) == 1
@@ -168,7 +175,9 @@ def _ratios(claim: Claim, cells: Sequence[CellRecord]) -> tuple[list[float], lis
     return vit, cnn
 
 
-def cost_ratio(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTested:
+def cost_ratio(
+    claim: Claim, cells: Sequence[CellRecord], confidence: float = CONFIDENCE
+) -> Evidence | NotTested:
     """Geometric-mean ViT/CNN ratio of a timing over all cells, each cell one replicate.
 
     Cells, not seeds, are the replicates: timing noise comes from the machine, not the training
@@ -180,13 +189,19 @@ def cost_ratio(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTeste
     vit, cnn = _ratios(claim, cells)
     if not vit:
         return NotTested(f"no run recorded {claim.metric} for both models")
-    return _with_detail(
-        stats.mean_log_ratio(vit, cnn, "cell"),
-        f"over {len(vit)} runs" if len(vit) > 1 else "in one run",
-    )
+    metric = claim.metric
+    timed = [(c.repeats.get("vit", {}).get(metric), c.repeats.get("cnn", {}).get(metric))
+             for c in cells]  # fmt: skip
+    where = f"over {len(vit)} runs" if len(vit) > 1 else "in one run"
+    if all(v and c for v, c in timed):  # every run timed both models repeatedly
+        evidence = stats.timing_log_ratio(timed, confidence)  # type: ignore[arg-type]
+        return _with_detail(evidence, where)
+    return _with_detail(stats.mean_log_ratio(vit, cnn, "cell", confidence), where)
 
 
-def exact_cost_ratio(claim: Claim, cells: Sequence[CellRecord]) -> Evidence | NotTested:
+def exact_cost_ratio(
+    claim: Claim, cells: Sequence[CellRecord], confidence: float = CONFIDENCE
+) -> Evidence | NotTested:
     """A deterministic ViT/CNN ratio (FLOPs): the same in every cell, decided by its size."""
     mismatch = _params_mismatch(cells)
     if mismatch:

@@ -47,6 +47,7 @@ class Evidence:
     scale: str = "difference"  # "difference" (ViT - CNN) or "ratio" (ViT / CNN)
     exact: bool = False
     detail: str = ""  # where it was measured, e.g. "at 129 training images (10% of the split)"
+    confidence: float = CONFIDENCE  # the interval's level (wider where Holm adjusted the test)
 
 
 def mcnemar_exact_p(only_cnn: int, only_vit: int) -> float:
@@ -103,6 +104,7 @@ def paired_accuracy_difference(
     n = both + only_vit + only_cnn + neither
     low, high = newcombe_paired_interval(both, only_vit, only_cnn, neither, confidence)
     return Evidence(
+        confidence=confidence,
         estimate=100.0 * (only_vit - only_cnn) / n if n else math.nan,
         low=100.0 * low,
         high=100.0 * high,
@@ -157,6 +159,7 @@ def mean_difference(
             "interval = range over replicates",
             n,
             unit,
+            confidence=confidence,
         )
     result = stats.ttest_1samp(x, 0.0)
     ci = result.confidence_interval(confidence)
@@ -165,21 +168,26 @@ def mean_difference(
         float(ci.low),
         float(ci.high),
         float(result.pvalue),
-        f"mean over {plural}, one-sample t-test and {confidence:.0%} Student-t interval "
-        f"({n - 1} df)",
+        f"mean over {plural}, one-sample t-test and Student-t interval ({n - 1} df)",
         n,
         unit,
+        confidence=confidence,
     )
 
 
-def mean_log_ratio(vit: Sequence[float], cnn: Sequence[float], replicate: str = "cell") -> Evidence:
+def mean_log_ratio(
+    vit: Sequence[float],
+    cnn: Sequence[float],
+    replicate: str = "cell",
+    confidence: float = CONFIDENCE,
+) -> Evidence:
     """Geometric-mean ViT/CNN ratio: t over the log ratios of paired replicates, back-transformed.
 
     Each replicate pairs one ViT and one CNN measurement taken in the same run, so the spread of
     the log ratios over replicates carries the timing noise of the machine.
     """
     logs = np.log(np.asarray(vit, dtype=float) / np.asarray(cnn, dtype=float))
-    on_log = mean_difference(logs, "log ratio", replicate)
+    on_log = mean_difference(logs, "log ratio", replicate, confidence)
     method = on_log.method.replace("mean over", "geometric mean ViT/CNN ratio over")
     if on_log.n > 1:
         method += " on the log ratios"
@@ -192,6 +200,52 @@ def mean_log_ratio(vit: Sequence[float], cnn: Sequence[float], replicate: str = 
         on_log.n,
         "x",
         scale="ratio",
+        confidence=confidence,
+    )
+
+
+def timing_log_ratio(
+    runs: Sequence[tuple[Sequence[float], Sequence[float]]], confidence: float = CONFIDENCE
+) -> Evidence:
+    """ViT/CNN ratio of a timing from each run's repeated measurements (vit, cnn repeats).
+
+    Per run: the difference of mean log timings, with Welch's standard error and degrees of
+    freedom. One run: Welch's t-test and interval. Several: their inverse-variance (fixed-effect)
+    mean with a normal interval and z-test. Either way the interval bounds the timing noise of
+    this host within the runs, not how another seed or machine would time the pair.
+    """
+    estimates, variances, dfs = [], [], []
+    for vit, cnn in runs:
+        x, y = np.log(np.asarray(vit, dtype=float)), np.log(np.asarray(cnn, dtype=float))
+        vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+        variance = max(vx + vy, 1e-12)  # identical repeats: no spread, a tiny floor
+        estimates.append(float(x.mean() - y.mean()))
+        variances.append(variance)
+        dfs.append(variance**2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1) or 1e-300))
+    calls = sum(len(v) + len(c) for v, c in runs)
+    if len(runs) == 1:
+        d, se, df = estimates[0], math.sqrt(variances[0]), dfs[0]
+        p = float(2 * stats.t.sf(abs(d) / se, df))
+        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+        how = f"Welch's t-test and interval on log timings ({df:.1f} df)"
+    else:
+        weights = [1 / v for v in variances]
+        d = sum(w * e for w, e in zip(weights, estimates, strict=True)) / sum(weights)
+        se = math.sqrt(1 / sum(weights))
+        p = float(2 * stats.norm.sf(abs(d) / se))
+        half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
+        how = f"Welch's standard error per run, inverse-variance mean over {len(runs)} runs, z-test"
+    return Evidence(
+        math.exp(d),
+        math.exp(d - half),
+        math.exp(d + half),
+        p,
+        f"within-run timing repeats ({calls} timed calls): {how}; it bounds timing noise on "
+        "this host, not variation between seeds or machines",
+        calls,
+        "x",
+        scale="ratio",
+        confidence=confidence,
     )
 
 
@@ -235,6 +289,7 @@ def slope_per_doubling(
             "least-squares slope against log2(training images) per seed, then " + evidence.method,
             evidence.n,
             unit,
+            confidence=confidence,
         )
     if len(curves) != 1 or len({s for s, _ in curves[0]}) < 3:
         raise ValueError("a slope needs two seeds over two sizes, or one seed over three sizes")
@@ -247,9 +302,10 @@ def slope_per_doubling(
         float(fit.slope + half),
         float(fit.pvalue),
         f"one seed: least-squares slope against log2(training images) over {len(points)} "
-        f"sizes, t-test on the slope and {confidence:.0%} interval ({len(points) - 2} df)",
+        f"sizes, t-test on the slope and its t interval ({len(points) - 2} df)",
         len(points),
         unit,
+        confidence=confidence,
     )
 
 

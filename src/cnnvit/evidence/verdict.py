@@ -8,12 +8,26 @@ imports the other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .claims import Claim
 from .stats import Evidence
 
 OUTCOMES = ("supported", "contradicted", "inconclusive", "not tested")
+
+
+@dataclass(frozen=True)
+class Oriented:
+    """An effect turned to the claim's direction: above 0 (a difference) or 1 (a ratio) is
+    what the claim says. `label` names it: "CNN - ViT", "CNN/ViT"."""
+
+    estimate: float
+    low: float
+    high: float
+    label: str
+    first: str  # the family whose value comes first in `label`
+    second: str
 
 
 @dataclass(frozen=True)
@@ -45,3 +59,23 @@ class Verdict:
     def interval(self) -> tuple[float, float] | None:
         """The 95% interval of the estimate, None when not tested."""
         return None if self.evidence is None else (self.evidence.low, self.evidence.high)
+
+    @property
+    def oriented(self) -> Oriented | None:
+        """The effect and interval in the claim's direction (None when not tested)."""
+        evidence, claim = self.evidence, self.claim
+        if evidence is None or claim is None:
+            return None
+        sign = claim.claimed_sign
+        first, second = ("ViT", "CNN") if sign > 0 else ("CNN", "ViT")
+        raw = (evidence.estimate, evidence.low, evidence.high)
+        if evidence.scale == "ratio":
+            values = [v**sign if v > 0 else math.nan for v in raw]
+            label = f"{first}/{second}"
+        else:
+            values = [sign * v for v in raw]
+            label = f"{first} - {second}"
+        estimate, low, high = values
+        if sign < 0:
+            low, high = high, low
+        return Oriented(estimate, low, high, label, first, second)

@@ -4,9 +4,12 @@ The one-run reflection, the study report and the demo all print verdicts through
 so the same evidence always reads the same way: `explain` writes the one-sentence explanation
 with its numbers from the verdict's fields when a report renders it (the engine stores only the
 fields, a reason included), `verdict_sentence` gives the full line, and `verdict_row` /
-`verdict_table_markdown` the table form (`VERDICT_COLUMNS` in order). Numbers are formatted by
-`format_effect` and `format_p`; differences read as ViT - CNN and ratios as ViT/CNN, so a
-negative accuracy difference or a latency ratio above 1 both favour the CNN.
+`verdict_table_markdown` the table form (`VERDICT_COLUMNS` in order). A verdict's effect and
+interval read in the claim's own direction (`Verdict.oriented`): "CNNs have higher inference
+throughput" shows the CNN's throughput over the ViT's, "CNNs are more data-efficient" CNN - ViT
+accuracy, so a figure above 1x (or 0) is what the claim says, on the threshold's scale. The
+interval is at the level that agrees with the Holm-adjusted test (engine.family_level).
+`format_effect` and `format_interval` still write raw ViT - CNN evidence for the study tables.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ if TYPE_CHECKING:  # only for annotations
     from .stats import Evidence
     from .verdict import Verdict
 
-VERDICT_COLUMNS = ("claim", "verdict", "leans", "effect", "95% interval", "Holm p", "threshold")
+VERDICT_COLUMNS = ("claim", "verdict", "leans", "effect", "interval", "Holm p", "threshold")
 
 _FAMILY = FAMILY_NAMES
 
@@ -78,17 +81,56 @@ def format_threshold(verdict: Verdict) -> str:
     return f"{verdict.threshold:g} {unit}"
 
 
+def _oriented_number(value: float, verdict: Verdict) -> str:
+    return f"{value:.2f}x" if verdict.unit == "x" else _number(value, verdict.unit)
+
+
+def claim_effect(verdict: Verdict) -> str:
+    """The effect in the claim's direction with what it is: "9.12x (CNN/ViT)",
+    "+5.0 points (CNN - ViT)"; "" when not tested."""
+    oriented = verdict.oriented
+    if oriented is None:
+        return ""
+    return f"{_oriented_number(oriented.estimate, verdict)} ({oriented.label})"
+
+
+def _has_interval(evidence: Evidence) -> bool:
+    return not (evidence.exact or math.isnan(evidence.low) or math.isnan(evidence.high)
+                or evidence.low == evidence.high)  # fmt: skip
+
+
+def claim_interval(verdict: Verdict) -> str:
+    """The interval in the claim's direction, its level named where Holm widened it."""
+    evidence, oriented = verdict.evidence, verdict.oriented
+    if evidence is None or oriented is None:
+        return ""
+    if not _has_interval(evidence):
+        return format_interval(evidence)
+    low, high = (_oriented_number(v, verdict) for v in (oriented.low, oriented.high))
+    if verdict.unit != "x":
+        low = low.removesuffix(f" {verdict.unit}")
+    level = "" if math.isclose(evidence.confidence, 0.95) else f" ({_level(evidence)})"
+    return f"{low} to {high}{level}"
+
+
+def _level(evidence: Evidence) -> str:
+    if math.isclose(evidence.confidence, 0.95):
+        return "95%"
+    return f"Holm-adjusted {100 * evidence.confidence:.1f}%"
+
+
 def _effect_clause(verdict: Verdict) -> str:
-    evidence, claim = verdict.evidence, verdict.claim
-    assert evidence is not None and claim is not None
+    evidence, claim, oriented = verdict.evidence, verdict.claim, verdict.oriented
+    assert evidence is not None and claim is not None and oriented is not None
     where = f" {evidence.detail}" if evidence.detail else ""
+    number = _oriented_number(oriented.estimate, verdict)
     if evidence.scale == "ratio":
-        return f"the ViT's {claim.metric_label} was {format_effect(evidence)} the CNN's{where}"
+        first, second = oriented.first, oriented.second
+        return f"the {first}'s {claim.metric_label} was {number} the {second}'s{where}"
     if "per doubling" in evidence.unit:
-        return (
-            f"{claim.metric_label} changed by {format_effect(evidence)} of training images{where}"
-        )
-    return f"ViT - CNN {claim.metric_label}{where} was {format_effect(evidence)}"
+        label = claim.metric_label.replace("ViT - CNN", oriented.label)
+        return f"{label} changed by {number} of training images{where}"
+    return f"{oriented.label} {claim.metric_label}{where} was {number}"
 
 
 def explain(verdict: Verdict) -> str:
@@ -99,13 +141,10 @@ def explain(verdict: Verdict) -> str:
     evidence, claim = verdict.evidence, verdict.claim
     assert claim is not None
     threshold = f"the {format_threshold(verdict)} threshold"
-    has_interval = not (
-        evidence.exact
-        or math.isnan(evidence.low)
-        or math.isnan(evidence.high)
-        or evidence.low == evidence.high
-    )
-    interval = f" (95% CI {format_interval(evidence)})" if has_interval else ""
+    interval = ""
+    if _has_interval(evidence):
+        shown = claim_interval(verdict).removesuffix(f" ({_level(evidence)})")
+        interval = f" ({_level(evidence)} CI {shown})"
     holm = f"Holm-adjusted {format_p(verdict.p_adjusted)}"
     credited = _FAMILY[claim.favours]
     why = {
@@ -117,8 +156,8 @@ def explain(verdict: Verdict) -> str:
         f"{threshold} ({holm})",
         "significant_small": f"significant ({holm}) but short of {threshold}, which the "
         "interval still allows",
-        "not_significant": f"not significant ({holm}); the interval still allows an advantage "
-        f"for the {credited} as large as {threshold}",
+        "not_significant": f"not significant ({holm}): the interval holds both no difference "
+        f"and an advantage for the {credited} as large as {threshold}",
         "no_replicates": "one run has no spread to test it against; repeat over seeds",
     }[verdict.rule]
     sentence = f"{_effect_clause(verdict)}{interval}: {why}."
@@ -140,13 +179,12 @@ def verdict_sentence(verdict: Verdict, markdown: bool = True) -> str:
 
 def verdict_row(verdict: Verdict) -> dict[str, str]:
     """The verdict as table cells, keyed by `VERDICT_COLUMNS`."""
-    evidence = verdict.evidence
     return {
         "claim": verdict.statement,
         "verdict": verdict.outcome,
         "leans": "" if verdict.direction == "none" else verdict.direction.removeprefix("leans "),
-        "effect": "" if evidence is None else format_effect(evidence),
-        "95% interval": "" if evidence is None else format_interval(evidence),
+        "effect": claim_effect(verdict),
+        "interval": claim_interval(verdict),
         "Holm p": _p_cell(verdict.p_adjusted),
         "threshold": format_threshold(verdict),
     }

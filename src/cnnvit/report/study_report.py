@@ -59,10 +59,12 @@ FIGURE_FOR_METRIC = {
 LEGEND = (
     "**supported**: significant after Holm's correction over every p-value judged here, in "
     "the claimed direction, and at least the practically meaningful threshold; "
-    "**contradicted**: significant the other way, or the 95% interval rules out an effect as "
+    "**contradicted**: significant the other way, or the interval rules out an effect as "
     "large as the threshold; **inconclusive**: neither, with the direction the estimate leans; "
-    "**not tested**: the cells cannot speak to it (the reason is given below). FLOP counts are "
-    "exact, so their size alone decides."
+    "**not tested**: the cells cannot speak to it (the reason is given below). Effects read in "
+    "the claim's direction (above 1x or 0 is what it says); intervals are 95%, or wider where "
+    "Holm adjusted the test, at the level that agrees with the adjusted p-value. FLOP counts "
+    "are exact, so their size alone decides."
 )
 
 
@@ -130,7 +132,7 @@ def _scope_parts(verdict: Verdict) -> tuple[str, str]:
 
 def _verdict_table(verdicts: list[Verdict], several: bool) -> list[Block]:
     # The engine's columns, with the method beside the interval it produced and the scope last.
-    first = list(VERDICT_COLUMNS[: VERDICT_COLUMNS.index("95% interval") + 1])
+    first = list(VERDICT_COLUMNS[: VERDICT_COLUMNS.index("interval") + 1])
     rest = [c for c in VERDICT_COLUMNS if c not in first]
     header = (["pair"] if several else []) + [*first, "method", *rest, "scope"]
     rows = []
