@@ -28,7 +28,7 @@ from cnnvit.evidence import (
     verdict_table_markdown,
 )
 from cnnvit.evidence.claims import claim_by_id
-from cnnvit.evidence.engine import direction
+from cnnvit.evidence.engine import direction, family_level
 
 FRACTIONS = [(0.1, 130), (0.25, 325), (0.5, 650), (1.0, 1300)]
 PAIR = "convnext-micro+vit-micro"
@@ -561,19 +561,15 @@ def test_sentence_direction_threshold_side_and_verdict_agree_with_the_numbers(
     if claim.evidence == "cost_ratio":
         values = [math.exp(r / 10) for r in raw]
         evidence = stats.mean_log_ratio(values, [1.0] * seeds, "cell")
-    elif claim.evidence == "trend_over_log_size":
-        evidence = stats.mean_difference(list(raw), claim.unit, "seed")
-        evidence = stats.Evidence(**{**evidence.__dict__, "unit": claim.unit})
     else:
         evidence = stats.mean_difference(list(raw), claim.unit, "seed")
     p_adjusted = None if evidence.p_value is None else min(1.0, evidence.p_value * 3)
     if evidence.p_value is not None:  # as the engine does: the interval at the Holm level
-        level = 1 - 0.05 * evidence.p_value / p_adjusted if evidence.p_value > 0 else 0.95
+        level = family_level(evidence.p_value, p_adjusted)
         if claim.evidence == "cost_ratio":
             evidence = stats.mean_log_ratio(values, [1.0] * seeds, "cell", level)
         else:
-            again = stats.mean_difference(list(raw), claim.unit, "seed", level)
-            evidence = stats.Evidence(**{**again.__dict__, "unit": claim.unit})
+            evidence = stats.mean_difference(list(raw), claim.unit, "seed", level)
     outcome, rule = decide(claim, evidence, p_adjusted)
     from cnnvit.evidence.verdict import Verdict
 

@@ -227,6 +227,7 @@ class _Epoch:
         device, world = accelerator.device, accelerator.num_processes
         share = recipe.share(epoch)
         augment, smoothing = recipe.augment_config(share), recipe.label_smoothing * share
+        active = recipe.augment_strength > 0 or recipe.label_smoothing > 0
         # The same permutation on every process (one seed); each takes its own slice.
         order = torch.randperm(len(train[1]), generator=state.generator)
         order = shard(order, world, accelerator.process_index).to(device)
@@ -270,8 +271,9 @@ class _Epoch:
             "val_accuracy": val_accuracy,
             "seconds": seconds,
             "lr": self.scheduler.get_last_lr()[0],
-            "regularised": share > 0 and (augment is not None or smoothing > 0),
-            "regularisation": float(share) if (augment is not None or smoothing > 0) else 0.0,
+            # the share of the recipe's smoothing and augmentation this epoch trained with
+            "regularised": share > 0 and active,
+            "regularisation": float(share) if active else 0.0,
             # training accuracy above validation by > 2 standard errors (recipe.overfitting)
             "overfitting": overfitting(
                 train_accuracy, val_accuracy, len(train[1]), len(validation[1])
