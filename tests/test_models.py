@@ -155,9 +155,61 @@ def test_pair_ratios_and_auto_resolution() -> None:
     assert ratios["flops_ratio"] > 3  # 64 tokens through 6 layers against a stride-4 stem
     assert resolve_pair("auto", "vit-micro") == ("resnet-micro", "vit-micro")
     assert resolve_pair("convnext-micro", "auto") == ("convnext-micro", "vit-micro")
-    with pytest.raises(CnnvitError, match="both be auto"):
-        resolve_pair("auto", "auto")
-    with pytest.raises(CnnvitError, match="not a preset"):
-        resolve_pair("auto", "google/vit-base-patch16-224")
+    # The defaults (both auto) are the micro pair by parameters, as before --match flops.
+    assert resolve_pair("auto", "auto") == ("resnet-micro", "vit-micro")
+    # Beside a hub model, auto has no partner: the default preset, reported as unmatched.
+    assert resolve_pair("auto", "google/vit-base-patch16-224")[0] == "resnet-micro"
     with pytest.raises(CnnvitError, match="params or flops"):
         resolve_pair("auto", "vit-micro", match="speed")
+
+
+# --- issue 28: a pair is what it says it is -----------------------------------------------
+
+
+@pytest.mark.parametrize("image_size", [32, 16])
+@pytest.mark.parametrize("size", ["nano", "micro", "mini"])
+def test_match_flops_alone_gives_a_pair_within_its_tolerance(size: str, image_size: int) -> None:
+    from cnnvit.models.pairing import MATCH_TOLERANCE, match_gap, preset_costs, resolve_pair
+
+    vit_side = "auto" if size == "micro" else f"vit-{size}"  # micro: --match flops alone
+    cnn, vit = resolve_pair("auto", vit_side, "flops", image_size)
+    assert vit == f"vit-{size}" and PRESETS[cnn].architecture == "resnet"
+    cnn_costs, vit_costs = preset_costs(cnn, image_size), preset_costs(vit, image_size)
+    ratio = vit_costs["flops_per_image"] / cnn_costs["flops_per_image"]
+    assert match_gap(ratio) <= MATCH_TOLERANCE["flops"], (cnn, vit, ratio)
+    # And the parameter-matched partner of the same ViT is what it was, several times off.
+    by_params = preset_costs(resolve_pair("auto", vit, "params", image_size)[0], image_size)
+    assert vit_costs["flops_per_image"] / by_params["flops_per_image"] > 4
+
+
+def test_match_records_never_claim_a_match_outside_the_tolerance() -> None:
+    from cnnvit.models.pairing import match_gap, match_record, unmatched_line
+
+    assert match_gap(1 / 1.15) == pytest.approx(match_gap(1.15)) == pytest.approx(0.15 / 1.15)
+    assert match_record("params", 1.17)["met"] is True  # 1 - 1/1.17 = 14.5%
+    assert match_record("params", 1.19)["met"] is False  # 16.0%
+    record = match_record("flops", 6.39)
+    assert record == {"on": "flops", "ratio": 6.39, "tolerance": 0.15, "met": False}
+    line = unmatched_line("resnet-micro", "vit-micro", record)
+    assert "unmatched on FLOPs per image" in line and "6.39x" in line and "15%" in line
+
+
+def test_a_named_pair_off_its_match_is_recorded_unmatched(tmp_path: Path) -> None:
+    """`--match flops` beside two named presets FLOPs apart: run.json's pairing says
+    unmatched with the ratio, and holds no matched_on; on params the same pair is matched."""
+    from cnnvit.config import build_config
+    from cnnvit.data import prepare_data
+    from cnnvit.pipeline import _build_models
+    from cnnvit.runtime import resolve_runtime
+
+    runtime = resolve_runtime("cpu", "fp32", "eager")
+    for match, met in (("flops", False), ("params", True)):
+        config = build_config({"dataset": "digits", "cnn": "convnext-nano", "vit": "vit-nano",
+                               "image_size": 16, "patch_size": 4, "match": match,
+                               "max_train_samples": 20, "max_eval_samples": 20})  # fmt: skip
+        data = prepare_data(config.data)
+        _, pairing = _build_models(config, data, runtime, ("cnn", "vit"))
+        assert pairing["match"]["on"] == match and pairing["match"]["met"] is met
+        assert ("matched_on" in pairing) is met
+        assert pairing["match"]["ratio"] == pytest.approx(pairing[f"{match}_ratio"])
+    assert pairing["flops_ratio"] > 1.5  # vit-nano does twice convnext-nano's FLOPs

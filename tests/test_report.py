@@ -350,3 +350,38 @@ def test_learning_speed_needs_more_than_an_epoch_to_name_a_winner(
     (run / "run.json").write_text(json.dumps(metrics))
     build_report(run)
     assert "The CNN (convnext-micro) learned faster." in _reflection(run)
+
+
+def test_an_unmatched_pair_is_called_unmatched_with_its_ratio(
+    tmp_path: Path, tiny_run: Path
+) -> None:
+    """run.json's pairing says the pair missed --match flops: the report's setup and every
+    verdict's scope call it unmatched with the ratio, and nothing says it was matched."""
+    from cnnvit.evidence import cell_from_run, judge_claims
+    from cnnvit.runs import load_run
+
+    run = make_run(tmp_path, tiny_run)
+
+    def unmatched(record: dict) -> None:
+        record["pairing"] = {"cnn": "convnext-micro", "vit": "vit-micro", "vit_patch_size": 4,
+                             "params_ratio": 0.95, "flops_ratio": 1.97,
+                             "match": {"on": "flops", "ratio": 1.97, "tolerance": 0.15,
+                                       "met": False}}  # fmt: skip
+
+    _edit(run, unmatched)
+    build_report(run)
+    text = (run / "report.md").read_text()
+    sentence = next(line for line in text.splitlines() if "The pair is" in line)
+    assert "unmatched on FLOPs per image (--match flops)" in sentence and "1.97×" in sentence
+    assert "15% tolerance" in sentence and "matched on" not in sentence.replace("unmatched", "")
+    verdicts = judge_claims([cell_from_run(load_run(run))])
+    assert all("unmatched on FLOPs per image (ViT/CNN 1.97x, tolerance 15%)" in v.scope
+               for v in verdicts)  # fmt: skip
+    # Met: the setup names the match and its tolerance, and no scope says unmatched.
+    _edit(run, lambda r: r["pairing"].update(match={**r["pairing"]["match"], "on": "params",
+                                                    "ratio": 0.95, "met": True},
+                                             matched_on="params"))  # fmt: skip
+    build_report(run)
+    text = (run / "report.md").read_text()
+    assert "matched on parameter count (--match params, within 15%)" in text
+    assert not any("unmatched" in v.scope for v in judge_claims([cell_from_run(load_run(run))]))

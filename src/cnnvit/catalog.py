@@ -13,7 +13,15 @@ import torch
 
 from .measure import cpu_name, synchronize
 from .models.build import build_model
-from .models.pairing import DEFAULT_CNN_ARCHITECTURE, MATCHES, partner, preset_costs
+from .models.pairing import (
+    DEFAULT_CNN_ARCHITECTURE,
+    MATCH_KEYS,
+    MATCH_TOLERANCE,
+    MATCHES,
+    match_gap,
+    partner,
+    preset_costs,
+)
 from .models.presets import PRESETS
 from .runtime import cpu_bf16_speedup, cpu_has_bf16, place_model, resolve_runtime
 
@@ -96,12 +104,12 @@ def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
         runtime = resolve_runtime()
     rows = describe_pairs(image_size, runtime)
     by_name = {row["name"]: row for row in rows}
-    lines = [f"{'preset':<16}{'family':<8}{'params':>10}{'MFLOPs/img':>12}{'train img/s':>13}"
+    lines = [f"{'preset':<20}{'family':<8}{'params':>10}{'MFLOPs/img':>12}{'train img/s':>13}"
              f"  description (at {image_size} px)"]  # fmt: skip
     for row in rows:
         speed = row["train_images_per_second"]
         lines.append(
-            f"{row['name']:<16}{row['family']:<8}{row['params'] / 1e6:>9.2f}M"
+            f"{row['name']:<20}{row['family']:<8}{row['params'] / 1e6:>9.2f}M"
             f"{row['flops_per_image'] / 1e6:>12.0f}{'' if speed is None else f'{speed:.0f}':>13}"
             f"  {row['description']}"
         )
@@ -110,9 +118,11 @@ def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
             f"train img/s: median of 3 AdamW steps at batch 64 here ({precision_path(runtime)}); "
             "whole-run figures are in BENCHMARKS.md"
         )
+    tolerances = ", ".join(f"{m} {t:.0%}" for m, t in MATCH_TOLERANCE.items())
     lines.append(
         "\npairs (ratios are ViT / CNN; --match params is the default, --cnn auto picks the "
-        f"{DEFAULT_CNN_ARCHITECTURE} partner):"
+        f"{DEFAULT_CNN_ARCHITECTURE} partner; matched within |cnn - vit| / max of {tolerances}, "
+        "* outside it):"
     )
     architectures = list(dict.fromkeys(r["architecture"] for r in rows if r["family"] == "cnn"))
     for vit in (r for r in rows if r["family"] == "vit"):
@@ -120,9 +130,12 @@ def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
             cells = []
             for architecture in architectures:
                 cnn = by_name[partner(vit["name"], "cnn", match, image_size, architecture)]
+                key = MATCH_KEYS[match]
+                outside = match_gap(vit[key] / cnn[key]) > MATCH_TOLERANCE[match]
                 cells.append(
                     f"{cnn['name']} (params x{vit['params'] / cnn['params']:.2f}, "
-                    f"FLOPs x{vit['flops_per_image'] / cnn['flops_per_image']:.1f})"
+                    f"FLOPs x{vit['flops_per_image'] / cnn['flops_per_image']:.2f})"
+                    + ("*" if outside else "")
                 )
             lines.append(f"  {vit['name']:<9} by {match:<6}: " + "; ".join(cells))
     lines.append(

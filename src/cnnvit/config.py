@@ -98,14 +98,14 @@ class ModelsConfig:
     """The two models compared."""
 
     cnn: str = _opt(
-        "resnet-micro",
-        "CNN: a preset name (see `cnnvit models`), hub id or folder; auto: the CNN preset paired "
-        "with --vit by --match",
+        "auto",
+        "CNN: a preset name (see `cnnvit models`), hub id or folder; auto: the ResNet preset "
+        "nearest --vit by --match (both auto: vit-micro's partner, resnet-micro by params)",
     )
     vit: str = _opt(
-        "vit-micro",
-        "ViT: a preset name (see `cnnvit models`), hub id or folder; auto: the ViT preset paired "
-        "with --cnn by --match",
+        "auto",
+        "ViT: a preset name (see `cnnvit models`), hub id or folder; auto: the ViT preset "
+        "nearest --cnn by --match (both auto: vit-micro)",
     )
     image_size: int = _opt(
         32, "input size in pixels for presets (hub models use their own processor's size)"
@@ -120,8 +120,9 @@ class ModelsConfig:
     )
     match: str = _opt(
         "params",
-        "what a preset pair is matched on, for the report and for --cnn auto / --vit auto: "
-        "params (similar parameter counts) or flops (similar FLOPs per image)",
+        "what the pair is matched on: params (parameter counts) or flops (FLOPs per image), "
+        "each within 15%; an auto side is the nearest preset on it, and a named pair outside "
+        "the tolerance is run and reported as unmatched",
     )
 
 

@@ -35,7 +35,7 @@ from .evaluation import classification_metrics, inference_cost, paired_compariso
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
 from .models.card import write_model_card
-from .models.pairing import pair_ratios, resolve_pair
+from .models.pairing import match_record, pair_ratios, resolve_pair, unmatched_line
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
@@ -92,6 +92,8 @@ def _fresh(config: CompareConfig | None, report: bool, settings: dict[str, Any])
     data = prepare_data(config.data)
     # Models are built before the run directory exists, so a bad name creates nothing.
     built, pairing = _build_models(config, data, runtime, FAMILIES)
+    if not pairing["match"]["met"]:
+        _say(unmatched_line(pairing["cnn"], pairing["vit"], pairing["match"]))
     prepare_seconds = time.perf_counter() - started
     run_dir = create_run_dir(config.output, pairing["cnn"], pairing["vit"]) if main else None
     run_dir = broadcast_object_list([run_dir])[0]  # every process learns the same path
@@ -212,19 +214,23 @@ def _build_models(
     config: CompareConfig, data: PreparedData, runtime: Runtime, families: tuple[str, ...]
 ) -> tuple[dict[str, BuiltModel], dict[str, Any]]:
     """The models of `families` (an "auto" side is the other side's partner by --match), and
-    how the pair compares: ViT/CNN parameter and FLOP ratios, what it was matched on and the
-    ViT presets' patch size."""
+    how the pair compares: ViT/CNN parameter and FLOP ratios, the ViT presets' patch size and
+    the asked match with its tolerance (`match`); `matched_on` only when the pair meets it."""
     m = config.models
     patch = patch_size_for(m.patch_size, m.image_size, data)
-    names = dict(zip(FAMILIES, resolve_pair(m.cnn, m.vit, m.match, m.image_size), strict=True))
+    resolved = resolve_pair(m.cnn, m.vit, m.match, m.image_size, patch_size=patch)
+    names = dict(zip(FAMILIES, resolved, strict=True))
     built = {
         family: build_model(names[family], family, data.class_names, m.image_size,
                             runtime.attention, config.train.seed, patch_size=patch)
         for family in families
     }  # fmt: skip
-    pairing: dict[str, Any] = {"matched_on": m.match, **names, "vit_patch_size": patch}
+    pairing: dict[str, Any] = {**names, "vit_patch_size": patch}
     if set(built) == set(FAMILIES):
         pairing.update(pair_ratios(built["cnn"], built["vit"]))
+        pairing["match"] = match_record(m.match, pairing[f"{m.match}_ratio"])
+        if pairing["match"]["met"]:  # never a match the pair does not meet
+            pairing["matched_on"] = m.match
     return built, pairing
 
 

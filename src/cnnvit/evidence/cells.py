@@ -43,6 +43,9 @@ class CellRecord:
     # Each model's repeated timings of a cost metric (model_repeats), and where they were timed.
     repeats: Mapping[str, Mapping[str, Sequence[float]]] = field(default_factory=dict)
     host: str = ""
+    # "" for a pair matched on what the run asked; else what it missed and by how much, for
+    # the verdict's scope: "unmatched on FLOPs per image (ViT/CNN 6.39x, tolerance 15%)".
+    unmatched: str = ""
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -126,6 +129,22 @@ def host_of(run: Any) -> str:
     return ", ".join(str(p) for p in parts if p)
 
 
+_MATCH_NAMES = {"params": "parameters", "flops": "FLOPs per image"}
+
+
+def unmatched_note(pairing: Mapping[str, Any] | None) -> str:
+    """The scope's note for a run whose pair missed its --match tolerance (run.json's
+    pairing.match), or "" when it met it or the run predates the record."""
+    asked = (pairing or {}).get("match") or {}
+    ratio = _number(asked.get("ratio"))
+    if not asked or asked.get("met") or ratio is None:
+        return ""
+    on = _MATCH_NAMES.get(asked.get("on"), str(asked.get("on")))
+    tolerance = _number(asked.get("tolerance"))
+    within = f", tolerance {tolerance:.0%}" if tolerance is not None else ""
+    return f"unmatched on {on} (ViT/CNN {ratio:.2f}x{within})"
+
+
 def paired_counts(comparison: Mapping[str, Any] | None) -> dict[str, int] | None:
     """The engine's paired counts from a run's (or probe's) comparison block."""
     keys = {
@@ -176,4 +195,5 @@ def cell_from_run(
         epochs=int(run.config.train.epochs),
         repeats={f: model_repeats(models[f].results) for f in FAMILIES if f in models},
         host=host_of(run),
+        unmatched=unmatched_note((getattr(run, "raw", None) or {}).get("pairing")),
     )

@@ -14,6 +14,13 @@ were upsampled to 64 px (16x16 maps after the stem, 4x the FLOPs), so the stem c
 point here; a 4-stage net of the same parameter count (widths 32-64-128-256, its last stage on
 1x1 maps) reached 86.2%. So the ResNet presets have three stages (8x8, 4x4, 2x2 maps at 32 px)
 and put the parameters in width rather than a fourth stage.
+
+A ResNet of a ViT's parameter count does a sixth of its FLOPs at 32 px, so the FLOPs-matched
+pairs (`--match flops`) need other ResNets: `resnet-micro-flops` (widths 128-256-256, depths
+6-3-2: 360 MFLOPs per image at 32 px against vit-micro's 366) and `resnet-mini-flops` (widths
+160-320-320, depths 10-4-2: 855 against vit-mini's 854), deeper in the first stage, whose 8x8
+maps give the most FLOPs per parameter; vit-nano's FLOPs partner is resnet-micro (57 against
+65). Their `matched_on` is "flops": they belong to no parameter-matched pair.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from transformers import ConvNextConfig, PretrainedConfig, ResNetConfig, ViTConf
 
 # The CNN architecture of the default pairs; chosen on the benchmark in BENCHMARKS.md.
 DEFAULT_CNN_ARCHITECTURE = "resnet"
+# The pair size of the default comparison (`--cnn auto --vit auto`).
+DEFAULT_SIZE = "micro"
 # Pixel statistics of the preset processors: inputs scaled to [-1, 1], as the original ViT.
 PRESET_MEAN = (0.5, 0.5, 0.5)
 PRESET_STD = (0.5, 0.5, 0.5)
@@ -71,6 +80,7 @@ class Preset:
     description: str
     build_config: Callable[[int], PretrainedConfig]
     recipe: RecipeRow
+    matched_on: str = "params"  # the pairs it is built for: params (the named pairs) or flops
 
     @property
     def architecture(self) -> str:
@@ -136,6 +146,12 @@ PRESETS: dict[str, Preset] = {
         Preset("resnet-mini", "cnn", "mini", 16,
                "ResNet (basic blocks), widths 96-192-384, depths 2-2-2, 7x7/2 + pool stem",
                _resnet([96, 192, 384], [2, 2, 2]), CNN_RECIPE),
+        Preset("resnet-micro-flops", "cnn", "micro", 16,
+               "ResNet (basic blocks), widths 128-256-256, depths 6-3-2, 7x7/2 + pool stem: "
+               "vit-micro's FLOPs", _resnet([128, 256, 256], [6, 3, 2]), CNN_RECIPE, "flops"),
+        Preset("resnet-mini-flops", "cnn", "mini", 16,
+               "ResNet (basic blocks), widths 160-320-320, depths 10-4-2, 7x7/2 + pool stem: "
+               "vit-mini's FLOPs", _resnet([160, 320, 320], [10, 4, 2]), CNN_RECIPE, "flops"),
         Preset("convnext-nano", "cnn", "nano", 4,
                "ConvNeXt, widths 32-64-128, depths 2-2-2, 2x2 stem",
                _convnext([32, 64, 128], [2, 2, 2]), CNN_RECIPE),
@@ -156,11 +172,12 @@ PRESETS: dict[str, Preset] = {
 
 
 def default_pair_for(size: str, architecture: str = DEFAULT_CNN_ARCHITECTURE) -> tuple[str, str]:
-    """The (cnn, vit) preset names of one size, the CNN of `architecture`."""
+    """The (cnn, vit) parameter-matched preset names of one size, the CNN of `architecture`."""
     cnn = next(
         p.name
         for p in PRESETS.values()
         if p.size == size and p.family == "cnn" and p.architecture == architecture
-    )
+        and p.matched_on == "params"
+    )  # fmt: skip
     vit = next(p.name for p in PRESETS.values() if p.size == size and p.family == "vit")
     return cnn, vit

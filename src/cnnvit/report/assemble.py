@@ -260,14 +260,26 @@ def _setup(f: RunFacts) -> list[Block]:
     pair = f.extra.get("pairing") or {}
     pairing = ""
     if num(pair.get("params_ratio")) is not None and num(pair.get("flops_ratio")) is not None:
-        on = {"params": "parameter count", "flops": "FLOPs per image"}.get(
-            pair.get("matched_on"), str(pair.get("matched_on"))
+        names = {"params": "parameter count", "flops": "FLOPs per image"}
+        asked = pair.get("match") or {}
+        ratios = (
+            f"the ViT has {times(pair['params_ratio'])} the CNN's parameters and "
+            f"{times(pair['flops_ratio'])} its FLOPs per image"
         )
-        pairing = (
-            f"The pair was matched on {on} (--match {pair.get('matched_on')}): the ViT has "
-            f"{times(pair['params_ratio'])} the CNN's parameters and {times(pair['flops_ratio'])} "
-            "its FLOPs per image."
-        )
+        if asked and not asked.get("met"):
+            on = names.get(asked.get("on"), str(asked.get("on")))
+            pairing = (
+                f"The pair is unmatched on {on} (--match {asked.get('on')}): the ViT has "
+                f"{times(asked.get('ratio'))} the CNN's, outside the "
+                f"{float(asked.get('tolerance', 0)):.0%} tolerance; {ratios}."
+            )
+        else:
+            matched = pair.get("matched_on")
+            within = f", within {float(asked['tolerance']):.0%}" if asked else ""
+            pairing = (
+                f"The pair was matched on {names.get(matched, str(matched))} (--match "
+                f"{matched}{within}): {ratios}."
+            )
     augment = ("random affine" if t.augment else "none") + (
         " + horizontal flips" if t.hflip else ""
     )
