@@ -28,7 +28,7 @@ from cnnvit.evidence import (
     verdict_table_markdown,
 )
 from cnnvit.evidence.claims import claim_by_id
-from cnnvit.evidence.engine import direction, family_level
+from cnnvit.evidence.engine import direction, family_level, seeds_needed
 
 FRACTIONS = [(0.1, 130), (0.25, 325), (0.5, 650), (1.0, 1300)]
 PAIR = "convnext-micro+vit-micro"
@@ -575,6 +575,7 @@ def test_sentence_direction_threshold_side_and_verdict_agree_with_the_numbers(
 
     v = Verdict(claim.id, claim.statement, outcome, direction(claim, evidence), evidence,
                 evidence.p_value, p_adjusted, claim.threshold, claim.unit, "", rule=rule,
+                seeds_needed=seeds_needed(claim, evidence, outcome), spread=evidence.spread,
                 claim=claim)  # fmt: skip
     o = v.oriented
     null = 1.0 if claim.evidence == "cost_ratio" else 0.0
@@ -604,3 +605,55 @@ def test_sentence_direction_threshold_side_and_verdict_agree_with_the_numbers(
     digits = 2 if "per" in claim.unit else 1  # points per doubling: two decimals
     shown = f"{o.estimate:.2f}x" if claim.unit == "x" else f"{o.estimate:+.{digits}f}"
     assert shown in sentence or shown.replace("+", "") in sentence or "-0.0" in shown
+    # What it would take: said for inconclusive accuracy claims only, as a number from two
+    # seeds on, and as unknown from one.
+    power = outcome == "inconclusive" and claim.power_estimate
+    assert ("Power estimate" in sentence) == (power and seeds >= 2)
+    assert ("would settle it is unknown" in sentence) == (power and seeds == 1)
+    if power and seeds >= 2:
+        assert f"about {v.seeds_needed} seeds" in sentence and v.seeds_needed >= 2
+
+
+# ---------------------------------------------------------------- what it would take
+
+
+def test_power_estimate_matches_the_normal_approximation_by_hand():
+    # ((z_0.975 + z_0.80) * sd / T)^2 = ((1.95996 + 0.84162) * 2 / 1)^2 = 31.4 -> 32 seeds.
+    assert stats.seeds_to_resolve(2.0, 1.0) == 32
+    assert stats.seeds_to_resolve(4.0, 1.0) == 126  # twice the spread: four times the seeds
+    assert stats.seeds_to_resolve(2.0, 2.0) == 8  # twice the threshold: a quarter
+    # At a Holm-widened 99% level: ((2.57583 + 0.84162) * 2)^2 = 46.7 -> 47.
+    assert stats.seeds_to_resolve(2.0, 1.0, confidence=0.99) == 47
+    assert stats.seeds_to_resolve(0.1, 1.0) == 2  # a t-test needs two seeds at least
+    # No spread: the sign test, 2 / 2^n < 0.05 from n = 6 (2 / 2^5 = 0.0625).
+    assert stats.seeds_to_resolve(0.0, 1.0) == 6
+
+
+def test_an_inconclusive_accuracy_claim_says_how_many_seeds_would_settle_it():
+    # ViT - CNN at the smallest size: +2.0, -2.5, +1.0 points over three seeds (SD 2.36).
+    v = by_id(judge_claims(table(lambda s, n: {0: 0.02, 1: -0.025, 2: 0.01}[s])))
+    accuracy = v["data_efficiency"]
+    assert accuracy.outcome == "inconclusive"
+    assert accuracy.spread == pytest.approx(np.std([2.0, -2.5, 1.0], ddof=1))
+    expected = stats.seeds_to_resolve(accuracy.spread, 1.0, accuracy.evidence.confidence)
+    assert accuracy.seeds_needed == expected > 3
+    sentence = verdict_sentence(accuracy)
+    assert f"Power estimate: about {expected} seeds would detect an effect of 1 point" in sentence
+    assert "over 3 seeds" in sentence and "normal approximation" in sentence
+    # Noisier seeds need more of them.
+    noisier = by_id(judge_claims(table(lambda s, n: {0: 0.04, 1: -0.05, 2: 0.02}[s])))
+    assert noisier["data_efficiency"].seeds_needed > accuracy.seeds_needed
+    # Claims that are not inconclusive accuracy or convergence claims carry none.
+    for verdict in v.values():
+        if verdict.outcome != "inconclusive" or not verdict.claim.power_estimate:
+            assert verdict.seeds_needed is None
+            assert "Power estimate" not in verdict_sentence(verdict)
+
+
+def test_one_run_leaves_the_seeds_needed_unknown():
+    cell = table(lambda s, n: 0.0, seeds=(0,), fractions=[(0.1, 130)])[0]
+    cell = CellRecord(**{**cell.__dict__, "paired": {"only_cnn": 5, "only_vit": 4, "both": 100,
+                                                     "neither": 21}})  # fmt: skip
+    v = by_id(judge_claims([cell]))["data_efficiency"]
+    assert v.outcome == "inconclusive" and v.seeds_needed is None and v.spread is None
+    assert "How many seeds would settle it is unknown" in verdict_sentence(v)

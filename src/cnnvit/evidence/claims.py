@@ -68,6 +68,8 @@ class Claim:
     max_train_images: int | None = None  # the claim is about data below this size
     needs_equal_params: bool = False
     requires: str = ""  # what records the metric when it is missing
+    # An accuracy or convergence claim left inconclusive says how many seeds would settle it.
+    power_estimate: bool = False
 
     @property
     def claimed_sign(self) -> int:
@@ -94,6 +96,7 @@ CLAIMS: list[Claim] = [
         to_unit=100.0,
         scope="at the smallest training size measured, when it is below 10,000 images",
         max_train_images=SMALL_DATA_IMAGES,
+        power_estimate=True,
     ),
     Claim(
         id="gains_from_data",
@@ -111,6 +114,7 @@ CLAIMS: list[Claim] = [
         unit="points per doubling",
         to_unit=100.0,
         scope="over the training sizes measured; says nothing beyond the largest",
+        power_estimate=True,
     ),
     Claim(
         id="cheaper_flops",
@@ -194,6 +198,7 @@ CLAIMS: list[Claim] = [
         threshold_why="one epoch is the resolution of the measurement",
         unit="epochs",
         scope="with this recipe, averaged over the training sizes measured",
+        power_estimate=True,
     ),
     Claim(
         id="overfits_small_data",
@@ -211,6 +216,7 @@ CLAIMS: list[Claim] = [
         unit="points",
         scope="at the smallest training size measured, when it is below 10,000 images",
         max_train_images=SMALL_DATA_IMAGES,
+        power_estimate=True,
     ),
     Claim(
         id="robustness",

@@ -23,6 +23,11 @@ measured" and "a real but negligible difference"); **inconclusive** otherwise, a
 direction the estimate leans. A claim whose metric is missing, whose scope does not hold, or that
 needs more sizes or seeds than the cells have, is **not tested**, with the reason. Both rules use
 the family-level interval, so the ruled-out reading holds family-wise too.
+
+What it would take. An inconclusive claim marked `power_estimate` (accuracy, convergence) gets
+a power estimate: the seeds a two-sided paired test at the verdict's family level would need to
+detect an effect of the threshold's size with 80% power, by the normal approximation from the
+SD over the seeds measured (`stats.seeds_to_resolve`); with one seed the spread is unknown.
 """
 
 from __future__ import annotations
@@ -89,6 +94,17 @@ def decide(
     return "inconclusive", "significant_small" if significant else "not_significant"
 
 
+def seeds_needed(claim: Claim, evidence: Evidence | None, outcome: str) -> int | None:
+    """The power estimate of an inconclusive `power_estimate` claim: seeds for 80% power at the
+    evidence's (family) level against an effect of the threshold's size; None where it does not
+    apply or the spread over seeds is unknown (one seed)."""
+    if outcome != "inconclusive" or not claim.power_estimate or evidence is None:
+        return None
+    if evidence.spread is None or evidence.scale != "difference":
+        return None
+    return stats.seeds_to_resolve(evidence.spread, claim.threshold, evidence.confidence)
+
+
 def family_level(p_value: float, p_adjusted: float, alpha: float = ALPHA) -> float:
     """The confidence level whose interval agrees with the Holm-adjusted test: 1 - alpha p / p_adj.
 
@@ -138,6 +154,8 @@ def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: boo
         f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
         "/".join(map(str, epochs)) + " epochs" if epochs else "",
     ]
+    parts += sorted({c.unmatched for c in cells if c.unmatched})  # a pair that is not what
+    # its --match asked says so wherever its verdicts are read
     hosts = sorted({c.host for c in cells if c.host})
     if claim.evidence == "cost_ratio" and hosts:  # a timing holds where it was timed
         parts.append("timed on " + "; ".join(hosts))
@@ -196,6 +214,8 @@ def judge_claims(
             rule=rule,
             pair=pair,
             pretrained=pretrained,
+            seeds_needed=seeds_needed(claim, evidence, outcome),
+            spread=evidence.spread if evidence is not None and claim.power_estimate else None,
             claim=claim,
         )
         verdicts.append(verdict)

@@ -48,6 +48,28 @@ class Evidence:
     exact: bool = False
     detail: str = ""  # where it was measured, e.g. "at 129 training images (10% of the split)"
     confidence: float = CONFIDENCE  # the interval's level (wider where Holm adjusted the test)
+    spread: float | None = None  # sample SD of the per-seed values (None unless 2+ seeds)
+
+
+POWER = 0.80  # the power a "how many seeds" estimate is for
+
+
+def seeds_to_resolve(
+    spread: float, threshold: float, confidence: float = CONFIDENCE, power: float = POWER
+) -> int:
+    """Seeds a two-sided paired test at level 1 - `confidence` needs to detect a true mean
+    difference of `threshold` with probability `power`, given a per-seed SD of `spread`.
+
+    The normal approximation n = ((z_{1-a/2} + z_power) sd / threshold)^2, rounded up and at
+    least 2 (a t-test needs two seeds; the approximation is optimistic below about 10). With
+    zero spread the test is the exact sign test, which needs n with 2 / 2^n below alpha."""
+    if threshold <= 0:
+        raise ValueError("a power estimate needs a positive threshold")
+    alpha = 1 - confidence
+    if spread == 0:  # every seed agreed: the test is the sign test, p = 2 / 2^n at best
+        return max(2, math.ceil(math.log2(2 / alpha) + 1e-12))
+    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    return max(2, math.ceil((z * spread / threshold) ** 2))
 
 
 def mcnemar_exact_p(only_cnn: int, only_vit: int) -> float:
@@ -160,6 +182,7 @@ def mean_difference(
             n,
             unit,
             confidence=confidence,
+            spread=0.0 if replicate == "seed" else None,
         )
     result = stats.ttest_1samp(x, 0.0)
     ci = result.confidence_interval(confidence)
@@ -172,6 +195,7 @@ def mean_difference(
         n,
         unit,
         confidence=confidence,
+        spread=float(x.std(ddof=1)) if replicate == "seed" else None,
     )
 
 
@@ -290,6 +314,7 @@ def slope_per_doubling(
             evidence.n,
             unit,
             confidence=confidence,
+            spread=evidence.spread,
         )
     if len(curves) != 1 or len({s for s, _ in curves[0]}) < 3:
         raise ValueError("a slope needs two seeds over two sizes, or one seed over three sizes")

@@ -48,6 +48,12 @@ class Verdict:
     rule: str = ""  # which branch of the decision rule fired (see `engine.decide`)
     pair: str = ""
     pretrained: bool = False
+    # A power estimate, for an inconclusive accuracy or convergence claim (Claim.power_estimate):
+    # about how many seeds a two-sided paired test at the interval's (family) level would need
+    # to detect an effect of the threshold's size with 80% power, from the SD over seeds
+    # (`spread`); None when not estimated, or with one seed, where the spread is unknown.
+    seeds_needed: int | None = None
+    spread: float | None = None
     claim: Claim | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -161,7 +161,34 @@ def explain(verdict: Verdict) -> str:
         "no_replicates": "one run has no spread to test it against; repeat over seeds",
     }[verdict.rule]
     sentence = f"{_effect_clause(verdict)}{interval}: {why}."
-    return sentence[0].upper() + sentence[1:]
+    return sentence[0].upper() + sentence[1:] + what_it_would_take(verdict)
+
+
+def what_it_would_take(verdict: Verdict) -> str:
+    """For an inconclusive accuracy or convergence claim, the power estimate as a sentence
+    (with a leading space): about how many seeds would resolve an effect of the threshold's
+    size, or that the spread across seeds is unknown; "" for any other verdict."""
+    claim, evidence = verdict.claim, verdict.evidence
+    if verdict.outcome != "inconclusive" or claim is None or not claim.power_estimate:
+        return ""
+    if verdict.seeds_needed is None or verdict.spread is None or evidence is None:
+        return (
+            " How many seeds would settle it is unknown: the spread across seeds needs two or "
+            "more of them."
+        )
+    if verdict.spread == 0:
+        return (
+            f" Power estimate: every seed gave the same difference, so the test is the exact "
+            f"sign test, which needs at least {verdict.seeds_needed} seeds, all one way, at the "
+            f"{_level(evidence)} level."
+        )
+    spread = f"{verdict.spread:.2f} {verdict.unit}"
+    return (
+        f" Power estimate: about {verdict.seeds_needed} seeds would detect an effect of "
+        f"{format_threshold(verdict)} with 80% power (two-sided paired test at the "
+        f"{_level(evidence)} level, normal approximation, from an SD of {spread} over "
+        f"{evidence.n} seeds)."
+    )
 
 
 def _p_cell(p: float | None) -> str:
