@@ -182,6 +182,18 @@ def test_match_flops_alone_gives_a_pair_within_its_tolerance(size: str, image_si
     assert vit_costs["flops_per_image"] / by_params["flops_per_image"] > 4
 
 
+def test_match_flops_on_digits_16_token_vit_is_within_tolerance() -> None:
+    """Digits at 32 px give the ViT 8-px patches (16 tokens, a quarter of the FLOPs): --match
+    flops alone still finds a ResNet within tolerance, here within it on parameters too."""
+    from cnnvit.models.pairing import MATCH_TOLERANCE, match_gap, preset_costs, resolve_pair
+
+    cnn, vit = resolve_pair("auto", "auto", "flops", 32, patch_size=8)
+    assert vit == "vit-micro" and cnn == "resnet-micro-deep"
+    vit_costs, cnn_costs = preset_costs(vit, 32, 8), preset_costs(cnn, 32)
+    for key, match in (("flops_per_image", "flops"), ("params", "params")):
+        assert match_gap(vit_costs[key] / cnn_costs[key]) <= MATCH_TOLERANCE[match], key
+
+
 def test_match_records_never_claim_a_match_outside_the_tolerance() -> None:
     from cnnvit.models.pairing import match_gap, match_record, unmatched_line
 

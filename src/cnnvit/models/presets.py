@@ -20,7 +20,10 @@ pairs (`--match flops`) need other ResNets: `resnet-micro-flops` (widths 128-256
 6-3-2: 360 MFLOPs per image at 32 px against vit-micro's 366) and `resnet-mini-flops` (widths
 160-320-320, depths 10-4-2: 855 against vit-mini's 854), deeper in the first stage, whose 8x8
 maps give the most FLOPs per parameter; vit-nano's FLOPs partner is resnet-micro (57 against
-65). Their `matched_on` is "flops": they belong to no parameter-matched pair.
+65). `resnet-micro-deep` (depths 6-2-2: 95 MFLOPs, 3.08 M parameters) matches vit-micro on
+8-px patches (93 MFLOPs, 16 tokens: digits at 32 px under --patch-size auto), on FLOPs and
+within 15% on parameters too. Their `matched_on` is "flops": they belong to no named
+parameter-matched pair.
 """
 
 from __future__ import annotations
@@ -146,6 +149,10 @@ PRESETS: dict[str, Preset] = {
         Preset("resnet-mini", "cnn", "mini", 16,
                "ResNet (basic blocks), widths 96-192-384, depths 2-2-2, 7x7/2 + pool stem",
                _resnet([96, 192, 384], [2, 2, 2]), CNN_RECIPE),
+        Preset("resnet-micro-deep", "cnn", "micro", 16,
+               "ResNet (basic blocks), widths 64-128-256, depths 6-2-2, 7x7/2 + pool stem: "
+               "vit-micro's FLOPs on 16 tokens", _resnet([64, 128, 256], [6, 2, 2]), CNN_RECIPE,
+               "flops"),
         Preset("resnet-micro-flops", "cnn", "micro", 16,
                "ResNet (basic blocks), widths 128-256-256, depths 6-3-2, 7x7/2 + pool stem: "
                "vit-micro's FLOPs", _resnet([128, 256, 256], [6, 3, 2]), CNN_RECIPE, "flops"),
