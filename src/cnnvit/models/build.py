@@ -37,6 +37,7 @@ class BuiltModel:
     source: str  # preset | hub | local
     pretrained: bool
     recipe: RecipeRow  # how it trains at a full budget: its preset's row, or its family's
+    path: str = ""  # a local folder's full path (its name is `name`)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class BuiltModel:
             "source": self.source,
             "pretrained": self.pretrained,
             "params": count_params(self.model),
+            **({"path": self.path} if self.path else {}),
         }
 
 
@@ -116,10 +118,62 @@ def build_model(
     else:
         require_hub("model", spec, "use a preset (see `cnnvit models`) or a local model folder")
         source = "hub"
+    if source == "local":
+        check_weights(path)
     torch.manual_seed(seed)  # the resized head's initialisation
     model = _from_pretrained(spec, family, id2label, label2id, attention)
     processor = _processor(spec, model)
-    return BuiltModel(model, processor, spec, family, source, True, PRETRAINED_RECIPES[family])
+    # A folder is named by its own name in logs and the report; run.json keeps the path.
+    name = path.resolve().name if source == "local" else spec
+    return BuiltModel(model, processor, name, family, source, True, PRETRAINED_RECIPES[family],
+                      path=str(path.resolve()) if source == "local" else "")  # fmt: skip
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # fmt: skip
+_FIX = "download or save the model again (save_pretrained)"
+
+
+def check_weights(folder: Path) -> None:
+    """One clear line unless `folder` holds weights whose safetensors headers read whole.
+
+    An interrupted download leaves a truncated `model.safetensors`, which transformers reports
+    as a SafetensorError traceback; `safe_open` reads the header and checks it against the
+    file's length without loading the tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise CnnvitError(
+            f"{folder} has no weights file (model.safetensors or pytorch_model.bin): {_FIX}"
+        )
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise CnnvitError(
+                f"{file} is damaged (truncated or not a safetensors file: {first_line(err)}): "
+                f"{_FIX}"
+            ) from None
+
+
+def _is_head(key: str) -> bool:
+    """True for a classifier's parameter: the one part allowed to differ from the checkpoint."""
+    return any(part.endswith("classifier") or part == "head" for part in key.split("."))
+
+
+def _check_loading(spec: str, info: dict[str, Any]) -> None:
+    """Refuse weights of another architecture: only the classifier may be missing or resized."""
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", ())]
+    missing = [k for k in info.get("missing_keys", ()) if not k.endswith("num_batches_tracked")]
+    body = sorted(k for k in [*mismatched, *missing] if not _is_head(k))
+    if body:
+        what = "has another shape than" if body[0] in mismatched else "is missing from"
+        raise CnnvitError(
+            f"the weights in {spec} do not fit its config.json ({len(body)} tensors outside the "
+            f"classifier, e.g. {body[0]}, {what} the checkpoint): they come from another "
+            "architecture; put the config.json saved with these weights beside them"
+        )
 
 
 def _from_pretrained(
@@ -130,23 +184,47 @@ def _from_pretrained(
         "id2label": id2label,
         "label2id": label2id,
         "ignore_mismatched_sizes": True,  # replace the head when the label count differs
+        "output_loading_info": True,  # then refuse any other mismatch (_check_loading)
     }
+    from safetensors import SafetensorError
+
     try:
         try:
-            return AutoModelForImageClassification.from_pretrained(
+            model, info = AutoModelForImageClassification.from_pretrained(
                 spec, attn_implementation=attention, **kwargs
             )
         except ValueError as err:
             if "attn_implementation" not in str(err) and "attention" not in str(err).lower():
                 raise
-            return AutoModelForImageClassification.from_pretrained(spec, **kwargs)
+            model, info = AutoModelForImageClassification.from_pretrained(spec, **kwargs)
+    except SafetensorError as err:
+        raise CnnvitError(
+            f"the weights of '{spec}' are damaged ({first_line(err)}): {_FIX}"
+        ) from None
     except (OSError, ValueError, KeyError) as err:
         first = first_line(err)
         raise CnnvitError(f"cannot load model '{spec}' as an image classifier: {first}") from None
+    _check_loading(spec, info)
+    return model
 
 
 def _processor(spec: str, model: PreTrainedModel) -> Any:
-    """The model's own image processor; a plain resize at the config's size if it has none."""
+    """The model's own image processor; a plain resize at the config's size if it has none.
+
+    A folder whose preprocessor_config.json is there but does not parse is refused: falling
+    back would train on pixels the model was never shown."""
+    file = Path(spec).expanduser() / "preprocessor_config.json"
+    if file.is_file():
+        import json
+
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+            return AutoImageProcessor.from_pretrained(spec)
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            raise CnnvitError(
+                f"{file} does not parse ({first_line(err)}): fix it, or delete it to use a plain "
+                "resize to the config's image size"
+            ) from None
     try:
         return AutoImageProcessor.from_pretrained(spec)
     except (OSError, ValueError, KeyError):
