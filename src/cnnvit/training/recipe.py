@@ -9,7 +9,9 @@ strength is reached progressively, as EfficientNetV2's progressive learning rais
 regularisation with training (Tan & Le, ICML 2021): epoch e of E trains at (e - 1) / (E - 1) of
 it, none in the first epoch and all in the last. Numbers given in the config are kept, and held
 constant. `resolve_recipe` builds the frozen `Recipe` that the tuner, the loop, run.json, the
-model card and the report read; its measurement is in BENCHMARKS.md.
+model card and the report read; its measurement is in BENCHMARKS.md. A pretrained model's row
+(presets.PRETRAINED_RECIPES, or PROBE_RECIPE under --adapt probe) has no regularisation to
+scale, a short warm-up and, for a transformer, a layer-wise rate decay.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Recipe:
     eval_batch_size: int = 512
     compile: bool = False
     rule: str = ""
+    layer_decay: float = 1.0  # each transformer block's rate is this times the next one's
+    adapt: str = "full"  # probe | head | full (config.ADAPT_MODES)
 
     def share(self, epoch: int) -> float:
         """The share of its regularisation epoch `epoch` (1-based) trains with."""
@@ -116,13 +120,21 @@ def resolve_recipe(config: TrainConfig, row: RecipeRow, n_train: int) -> Recipe:
         seed=config.seed,
         eval_batch_size=config.eval_batch_size,
         compile=config.compile,
+        layer_decay=row.layer_decay if config.adapt != "probe" else 1.0,
+        adapt=config.adapt,
         rule=(
             f"{config.epochs:g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, 1 "
             f"at >= {LONG_EPOCHS:g}, log-linear between) of the row's label smoothing and "
             "augmentation"
             + (", rising linearly from none at epoch 1 to s at the last" if progressive else "")
             + f"; warm-up {row.warmup_fraction:.0%} of steps, at most "
-            f"{row.max_warmup_epochs:g} epochs; values given as numbers are kept"
+            f"{row.max_warmup_epochs:g} epochs"
+            + (
+                f"; layer-wise lr decay {row.layer_decay:g} per block"
+                if row.layer_decay < 1
+                else ""
+            )
+            + "; values given as numbers are kept"
         ),
     )
 
