@@ -151,3 +151,15 @@ def test_presets_take_only_full_and_mode_lists_are_refused() -> None:
     with pytest.raises(CnnvitError, match="--adapt must be one of"):
         build_config({"adapt": "linear"})
     assert all(p.recipe.layer_decay == 1 for p in PRESETS.values())
+
+
+def test_the_eval_batch_is_chosen_for_the_image_size() -> None:
+    from cnnvit.training.recipe import eval_batch_for
+
+    assert [eval_batch_for(s) for s in (16, 32, 64, 128, 224, 384, 1024)] == [
+        512, 512, 512, 128, 32, 8, 8
+    ]  # fmt: skip
+    auto = resolve_recipe(build_config({}).train, PRESETS["vit-nano"].recipe, 100, 224)
+    fixed = resolve_recipe(build_config({"eval_batch_size": 96}).train,
+                           PRESETS["vit-nano"].recipe, 100, 224)  # fmt: skip
+    assert (auto.eval_batch_size, fixed.eval_batch_size) == (32, 96)

@@ -198,10 +198,15 @@ class TrainConfig:
         choices=ATTENTIONS,
     )  # fmt: skip
     compile: bool = _opt(False, "torch.compile both models (slow start, faster steps)")
-    eval_batch_size: int = _opt(
-        512, "batch size for evaluation and inference timing",
+    eval_batch_size: int | str = _opt(
+        "auto",
+        "batch size for evaluation, feature extraction and inference timing: auto (512 up to "
+        "64 px, fewer for larger images: a power of two near 512 x 64 x 64 pixels, at least 8; "
+        "32 at 224 px) or a number",
+        auto=True,
+        integer=True,
         aliases=("per_device_eval_batch_size",),
-    )  # fmt: skip
+    )
     report_to: str = _opt(
         "none",
         "experiment tracker for per-epoch loss, accuracy and learning rate, through accelerate: "
@@ -396,7 +401,7 @@ def validate(config: CompareConfig) -> None:
     t, d, m = config.train, config.data, config.models
     if t.epochs < 1:
         raise CnnvitError(f"--epochs must be at least 1, not {t.epochs}")
-    if t.batch_size < 1 or t.eval_batch_size < 1:
+    if t.batch_size < 1 or (t.eval_batch_size != "auto" and t.eval_batch_size < 1):
         raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
     if t.adapt not in ADAPT_MODES:
         if set(t.adapt.replace(" ", "").split(",")) <= set(ADAPT_MODES):

@@ -326,6 +326,8 @@ def _train_and_evaluate(
     # --adapt: what trains. A probe trains a copy of the classifier on frozen features, cached.
     adapt = config.train.adapt
     trainable = freeze_for(model, adapt)
+    eval_batch = resolve_recipe(config.train, built.recipe, len(train[1]), image_size)
+    eval_batch_size = eval_batch.eval_batch_size
     fit_model, fit_preprocess, fit_train, fit_validation = model, preprocess, train, validation
     adaptation: dict[str, Any] = {"mode": adapt, "trainable_params": trainable}
     if adapt == "probe":
@@ -337,7 +339,7 @@ def _train_and_evaluate(
             features, hit = cached_features(
                 key,
                 lambda images=images: extract_features(
-                    model, preprocess, images, config.train.eval_batch_size, runtime.autocast
+                    model, preprocess, images, eval_batch_size, runtime.autocast
                 ),
             )
             hits.append(hit)
@@ -362,7 +364,7 @@ def _train_and_evaluate(
     # The recipe, resolved once from the config, the model's row and the budget; the learning
     # rate is the row's (lr "usual"), the number given, or chosen on validation with an equal
     # budget for both models (lr "auto"), its trials starting from copies of the same weights.
-    recipe = resolve_recipe(config.train, built.recipe, len(train[1]))
+    recipe = resolve_recipe(config.train, built.recipe, len(train[1]), image_size)
     checkpoints = writer.path / ".checkpoints" / family
     earlier = writer.model(family).get("tuning")  # resuming: the rate was already chosen
     if earlier:
