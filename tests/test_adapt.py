@@ -46,7 +46,7 @@ def test_each_mode_trains_only_what_it_says() -> None:
     head = freeze_for(vit, "head")
     names = _trainable(vit)
     blocks = {n.split(".")[2] for n in names if n.startswith("vit.layers.")}
-    assert blocks == {"4", "5"} or blocks == {"5"}
+    assert blocks == {"4", "5"}
     assert "vit.embeddings.cls_token" not in names and "vit.layernorm.weight" in names
     assert head == sum(p.numel() for n, p in vit.named_parameters() if n in names)
     assert freeze_for(vit, "full") == sum(p.numel() for p in vit.parameters())
