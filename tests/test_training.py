@@ -34,7 +34,7 @@ def _textures(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_weight_decay_skips_biases_norms_position_embeddings_and_class_token() -> None:
     model = build_model("vit-nano", "vit", ["a", "b"], 16).model
-    decay, no_decay = _param_groups(model, 0.05)
+    decay, no_decay = _param_groups(model, 0.05, 1e-3)
     names = {id(p): n for n, p in model.named_parameters()}
     exempt = {names[id(p)] for p in no_decay["params"]}
     decayed = {names[id(p)] for p in decay["params"]}
@@ -45,7 +45,7 @@ def test_weight_decay_skips_biases_norms_position_embeddings_and_class_token() -
     assert "vit.layers.0.attention.q_proj.weight" in decayed
     assert "vit.embeddings.patch_embeddings.projection.weight" in decayed  # a conv kernel
     cnn = build_model("convnext-nano", "cnn", ["a", "b"], 16).model
-    decay, no_decay = _param_groups(cnn, 0.05)
+    decay, no_decay = _param_groups(cnn, 0.05, 1e-3)
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
 
 

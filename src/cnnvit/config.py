@@ -25,6 +25,8 @@ ATTENTIONS = ("auto", "eager", "sdpa")
 # The two model families, in the order runs, reports and messages take them, and their names.
 FAMILIES = ("cnn", "vit")
 FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
+# --adapt: how a pretrained model is adapted (presets only train in full).
+ADAPT_MODES = ("probe", "head", "full")
 # --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), or a number.
 LR_WORDS = ("auto", "usual")
 
@@ -135,12 +137,20 @@ class TrainConfig:
     lr: float | str = _opt(
         "usual",
         "peak learning rate of AdamW: usual (each family's usual rate, untuned: 2e-3 for the "
-        "CNN, 5e-4 for the ViT, a tenth of that for pretrained hub models), auto (chosen per "
+        "CNN, 5e-4 for the ViT from scratch; pretrained models have their own fine-tuning and "
+        "probe rows, models/presets.py), auto (chosen per "
         "model on the validation split, with an equal tuning budget for both) or a number used "
         "for both models",
         auto=True,
         words=LR_WORDS,
         aliases=("learning_rate",),
+    )
+    adapt: str = _opt(
+        "full",
+        "how a pretrained model is adapted, the same for both: probe (a linear classifier on "
+        "frozen features, computed once and cached), head (the classifier and the last stage or "
+        "the last quarter of the transformer blocks) or full (every weight; the only mode for "
+        "presets)",
     )
     weight_decay: float | str = _opt(
         "auto", "AdamW weight decay: auto (0.05) or a number", auto=True
@@ -189,10 +199,15 @@ class TrainConfig:
         choices=ATTENTIONS,
     )  # fmt: skip
     compile: bool = _opt(False, "torch.compile both models (slow start, faster steps)")
-    eval_batch_size: int = _opt(
-        512, "batch size for evaluation and inference timing",
+    eval_batch_size: int | str = _opt(
+        "auto",
+        "batch size for evaluation, feature extraction and inference timing: auto (512 up to "
+        "64 px, fewer for larger images: a power of two near 512 x 64 x 64 pixels, at least 8; "
+        "32 at 224 px) or a number",
+        auto=True,
+        integer=True,
         aliases=("per_device_eval_batch_size",),
-    )  # fmt: skip
+    )
     report_to: str = _opt(
         "none",
         "experiment tracker for per-epoch loss, accuracy and learning rate, through accelerate: "
@@ -387,8 +402,15 @@ def validate(config: CompareConfig) -> None:
     t, d, m = config.train, config.data, config.models
     if t.epochs < 1:
         raise CnnvitError(f"--epochs must be at least 1, not {t.epochs}")
-    if t.batch_size < 1 or t.eval_batch_size < 1:
+    if t.batch_size < 1 or (t.eval_batch_size != "auto" and t.eval_batch_size < 1):
         raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
+    if t.adapt not in ADAPT_MODES:
+        if set(t.adapt.replace(" ", "").split(",")) <= set(ADAPT_MODES):
+            raise CnnvitError(
+                f"--adapt {t.adapt}: comparing several modes in one run is not yet supported; "
+                "run one mode per compare (probe, head or full)"
+            )
+        raise CnnvitError(f"--adapt must be one of {', '.join(ADAPT_MODES)}, not '{t.adapt}'")
     if t.lr not in LR_WORDS and not t.lr > 0:
         raise CnnvitError(f"--lr must be auto, usual or positive, not {t.lr}")
     if t.warmup_fraction != "auto" and not 0 <= t.warmup_fraction < 1:

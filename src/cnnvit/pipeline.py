@@ -34,8 +34,11 @@ from .errors import CnnvitError, first_line
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
+from .models.adaptation import Identity, LinearProbe, classifier_linear, freeze_for
 from .models.card import write_model_card
+from .models.features import cached_features, extract_features, feature_key, model_identity
 from .models.pairing import match_record, pair_ratios, resolve_pair, unmatched_line
+from .models.presets import PROBE_RECIPE
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
@@ -225,6 +228,15 @@ def _build_models(
                             runtime.attention, config.train.seed, patch_size=patch)
         for family in families
     }  # fmt: skip
+    adapt = config.train.adapt
+    scratch = [b.name for b in built.values() if not b.pretrained]
+    if adapt != "full" and scratch:
+        raise CnnvitError(
+            f"--adapt {adapt} is for pretrained models, and {' and '.join(scratch)} "
+            "train from random weights: use --adapt full (the default)"
+        )
+    if adapt == "probe":
+        built = {f: dataclasses.replace(b, recipe=PROBE_RECIPE) for f, b in built.items()}
     pairing: dict[str, Any] = {**names, "vit_patch_size": patch}
     if set(built) == set(FAMILIES):
         pairing.update(pair_ratios(built["cnn"], built["vit"]))
@@ -317,20 +329,63 @@ def _train_and_evaluate(
     test_images, test_labels = data.tensors("test", built.processor)
     test_ids = data.example_ids("test", built.processor)
 
+    # --adapt: what trains. A probe trains a copy of the classifier on frozen features, cached.
+    adapt = config.train.adapt
+    trainable = freeze_for(model, adapt)
+    eval_batch = resolve_recipe(config.train, built.recipe, len(train[1]), image_size)
+    eval_batch_size = eval_batch.eval_batch_size
+    fit_model, fit_preprocess, fit_train, fit_validation = model, preprocess, train, validation
+    adaptation: dict[str, Any] = {"mode": adapt, "trainable_params": trainable}
+    if adapt == "probe":
+        identity = model_identity(built.name, model)
+        started = time.perf_counter()
+        hits = []
+        for split, (images, labels) in (("train", train), ("validation", validation)):
+            key = feature_key(identity, built.processor, runtime.precision, images)
+            features, hit = cached_features(
+                key,
+                lambda images=images: extract_features(
+                    model, preprocess, images, eval_batch_size, runtime.autocast
+                ),
+            )
+            hits.append(hit)
+            if split == "train":
+                fit_train = (features, labels)
+            else:
+                fit_validation = (features, labels)
+        adaptation.update(
+            feature_seconds=time.perf_counter() - started,
+            features_cached=all(hits),
+            feature_dim=int(fit_train[0].shape[1]),
+        )
+        _say(
+            f"[{built.name}] probe features {tuple(fit_train[0].shape)}: "
+            f"{'read from the cache' if all(hits) else 'computed'} in "
+            f"{adaptation['feature_seconds']:.1f} s"
+        )
+        fit_model = LinearProbe(classifier_linear(model)).to(runtime.device)
+        fit_preprocess = Identity(runtime.device)
+    writer.update_model(family, adaptation=adaptation)
+
     # The recipe, resolved once from the config, the model's row and the budget; the learning
     # rate is the row's (lr "usual"), the number given, or chosen on validation with an equal
     # budget for both models (lr "auto"), its trials starting from copies of the same weights.
-    recipe = resolve_recipe(config.train, built.recipe, len(train[1]))
+    recipe = resolve_recipe(config.train, built.recipe, len(train[1]), image_size)
     checkpoints = writer.path / ".checkpoints" / family
     earlier = writer.model(family).get("tuning")  # resuming: the rate was already chosen
     if earlier:
         tuning = TuningResult(**earlier)
     elif config.train.lr == "auto":
-        initial = copy.deepcopy(built.model).cpu()
+        initial = copy.deepcopy(fit_model).cpu()  # frozen weights stay frozen in the copies
+
+        def fresh() -> tuple[Any, Any]:
+            if adapt == "probe":
+                return copy.deepcopy(initial).to(runtime.device), fit_preprocess
+            return place_model(dataclasses.replace(built, model=copy.deepcopy(initial)), runtime)
+
         tuning = tune_learning_rate(
-            lambda: place_model(dataclasses.replace(built, model=copy.deepcopy(initial)), runtime),
-            train, validation, recipe, built.recipe.lr_grid, accelerator, runtime,
-            Hooks(name=built.name, log=_say),
+            fresh, fit_train, fit_validation, recipe, built.recipe.lr_grid, accelerator,
+            runtime, Hooks(name=built.name, log=_say), max_share=built.recipe.max_trial_share,
         )  # fmt: skip
     else:
         tuning = untuned(config.train.lr, recipe)
@@ -338,10 +393,16 @@ def _train_and_evaluate(
     writer.update_model(family, tuning=tuning.to_dict(), recipe=recipe.to_dict())
     hooks = Hooks(name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),
                   tracker_prefix=family, checkpoint_dir=checkpoints)  # fmt: skip
-    result = train_model(model, preprocess, train, validation, recipe, accelerator, runtime, hooks)
+    result = train_model(fit_model, fit_preprocess, fit_train, fit_validation, recipe,
+                         accelerator, runtime, hooks)  # fmt: skip
+    final = result.model
+    if adapt == "probe":  # the probe's weights become the model's classifier
+        trained = accelerator.unwrap_model(result.model).classifier
+        classifier_linear(model).load_state_dict(trained.state_dict())
+        final = model
     with runtime.autocast():
         logits, loss = predict(
-            result.model,
+            final,
             preprocess,
             test_images,
             test_labels,
@@ -349,15 +410,19 @@ def _train_and_evaluate(
             accelerator,  # several processes: each predicts a share, all get every logit
         )
         cost = inference_cost(
-            accelerator.unwrap_model(result.model), preprocess, test_images,
+            accelerator.unwrap_model(final), preprocess, test_images,
             recipe.eval_batch_size,
         )  # fmt: skip
     test = classification_metrics(logits, test_labels, data.class_names, loss)
-    plain = accelerator.unwrap_model(result.model)
+    plain = accelerator.unwrap_model(final)
     results = {
         "best_epoch": result.best_epoch,
         "history": result.history,
-        "training": training_record(result.recipe, runtime, family, preprocess.channels_last),
+        "training": {
+            **training_record(result.recipe, runtime, family, preprocess.channels_last),
+            "adapt": adapt,
+            "trainable_params": trainable,
+        },
         "test": test,
         "efficiency": {
             "train_seconds": result.train_seconds,

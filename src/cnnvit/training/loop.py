@@ -14,6 +14,7 @@ accuracy is the one kept.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -34,19 +35,35 @@ from ..runtime import Runtime, images_per_second
 from .checkpoint import load_checkpoint, save_checkpoint
 from .recipe import Recipe, overfitting
 
+_BLOCK = re.compile(r"\.(?:layer|layers|blocks)\.(\d+)\.")
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices and kernels only: biases, norm scales and embeddings-as-tokens keep theirs."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
+
+def layer_depth(name: str, blocks: int) -> int:
+    """A parameter's depth for layer-wise rate decay: 0 for the embeddings, i + 1 for
+    transformer block i, blocks + 1 for what follows (final norm, classifier)."""
+    match = _BLOCK.search(name)
+    if match is not None:
+        return int(match.group(1)) + 1
+    return 0 if "embeddings" in name else blocks + 1
+
+
+def _param_groups(
+    model: torch.nn.Module, weight_decay: float, lr: float, layer_decay: float = 1.0
+) -> list[dict[str, Any]]:
+    """Decay matrices and kernels only: biases, norm scales and embeddings-as-tokens keep theirs.
+    With `layer_decay` < 1 (transformers), depth d of n + 1 trains at lr x decay^(n + 1 - d)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    blocks = 1 + max((int(m.group(1)) for n, _ in named if (m := _BLOCK.search(n))), default=-1)
+    groups: dict[tuple[bool, int], list[torch.nn.Parameter]] = {}
+    for name, param in named:
         exempt = param.ndim < 2 or "position_embeddings" in name or "cls_token" in name
-        (no_decay if exempt else decay).append(param)
+        depth = layer_depth(name, blocks) if layer_decay < 1 else blocks + 1
+        groups.setdefault((exempt, depth), []).append(param)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        {"params": params, "weight_decay": 0.0 if exempt else weight_decay,
+         "lr": lr * layer_decay ** (blocks + 1 - depth)}
+        for (exempt, depth), params in sorted(groups.items(), key=lambda item: item[0])
+    ]  # fmt: skip
 
 
 @dataclass
@@ -136,7 +153,8 @@ def train_model(
     # A prepared scheduler advances once per process at each optimizer step (accelerate's
     # convention), so the schedule is laid out in those ticks.
     total_steps = steps * recipe.epochs * world
-    optimizer = runtime.optimizer(_param_groups(model, recipe.weight_decay), recipe.lr)
+    groups = _param_groups(model, recipe.weight_decay, recipe.lr, recipe.layer_decay)
+    optimizer = runtime.optimizer(groups, recipe.lr)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, round(total_steps * recipe.warmup_fraction), total_steps
     )
@@ -270,7 +288,7 @@ class _Epoch:
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
             "seconds": seconds,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": max(self.scheduler.get_last_lr()),  # the head's, under layer-wise decay
             # the share of the recipe's smoothing and augmentation this epoch trained with
             "regularised": share > 0 and active,
             "regularisation": float(share) if active else 0.0,

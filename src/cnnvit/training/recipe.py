@@ -9,7 +9,9 @@ strength is reached progressively, as EfficientNetV2's progressive learning rais
 regularisation with training (Tan & Le, ICML 2021): epoch e of E trains at (e - 1) / (E - 1) of
 it, none in the first epoch and all in the last. Numbers given in the config are kept, and held
 constant. `resolve_recipe` builds the frozen `Recipe` that the tuner, the loop, run.json, the
-model card and the report read; its measurement is in BENCHMARKS.md.
+model card and the report read; its measurement is in BENCHMARKS.md. A pretrained model's row
+(presets.PRETRAINED_RECIPES, or PROBE_RECIPE under --adapt probe) has no regularisation to
+scale, a short warm-up and, for a transformer, a layer-wise rate decay.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ from ..models.presets import RecipeRow
 SHORT_EPOCHS = 2.0  # at or below this many passes: no augmentation, no label smoothing
 LONG_EPOCHS = 20.0  # at or above: the row's full strengths
 AUTO = "auto"
+# --eval-batch-size auto: a batch of about this many pixels (512 images at 64 px), a power of two
+# between 8 and 512; at 224 px a batch of 512 peaked at 2.4 GB on a CPU and ran slower per
+# image than batch 1 (issue 27), where 32 holds 6.4 M input floats.
+EVAL_PIXELS = 512 * 64 * 64
+
+
+def eval_batch_for(image_size: int) -> int:
+    """The evaluation batch for `image_size`-pixel images (--eval-batch-size auto)."""
+    images = EVAL_PIXELS / max(1, image_size) ** 2
+    return int(min(512, max(8, 2 ** math.floor(math.log2(max(images, 1))))))
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class Recipe:
     eval_batch_size: int = 512
     compile: bool = False
     rule: str = ""
+    layer_decay: float = 1.0  # each transformer block's rate is this times the next one's
+    adapt: str = "full"  # probe | head | full (config.ADAPT_MODES)
 
     def share(self, epoch: int) -> float:
         """The share of its regularisation epoch `epoch` (1-based) trains with."""
@@ -84,7 +98,9 @@ def budget_strength(epochs: float) -> float:
     return min(1.0, math.log(epochs / SHORT_EPOCHS) / math.log(LONG_EPOCHS / SHORT_EPOCHS))
 
 
-def resolve_recipe(config: TrainConfig, row: RecipeRow, n_train: int) -> Recipe:
+def resolve_recipe(
+    config: TrainConfig, row: RecipeRow, n_train: int, image_size: int = 32
+) -> Recipe:
     """The recipe of a run of `config` on `n_train` images for a model with `row`.
 
     "auto" fields follow the row and the budget; numbers are kept; `--lr auto` and `usual`
@@ -114,15 +130,25 @@ def resolve_recipe(config: TrainConfig, row: RecipeRow, n_train: int) -> Recipe:
         hflip=config.hflip,
         grad_clip_norm=config.grad_clip_norm,
         seed=config.seed,
-        eval_batch_size=config.eval_batch_size,
+        eval_batch_size=eval_batch_for(image_size)
+        if config.eval_batch_size == AUTO
+        else int(config.eval_batch_size),
         compile=config.compile,
+        layer_decay=row.layer_decay if config.adapt != "probe" else 1.0,
+        adapt=config.adapt,
         rule=(
             f"{config.epochs:g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, 1 "
             f"at >= {LONG_EPOCHS:g}, log-linear between) of the row's label smoothing and "
             "augmentation"
             + (", rising linearly from none at epoch 1 to s at the last" if progressive else "")
             + f"; warm-up {row.warmup_fraction:.0%} of steps, at most "
-            f"{row.max_warmup_epochs:g} epochs; values given as numbers are kept"
+            f"{row.max_warmup_epochs:g} epochs"
+            + (
+                f"; layer-wise lr decay {row.layer_decay:g} per block"
+                if row.layer_decay < 1
+                else ""
+            )
+            + "; values given as numbers are kept"
         ),
     )
 

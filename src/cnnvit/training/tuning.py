@@ -7,7 +7,8 @@ challenger wins only if its validation accuracy beats the usual rate's by more t
 standard errors of the difference of two accuracies on the same n images,
 sqrt((p1 (1 - p1) + p2 (1 - p2)) / n): two-sided 5%, Bonferroni-corrected for the three rates
 the challenger was picked from. L = budget / 32, at least 16 steps and at most budget / 4, so
-both models get the same counted tuning budget (`images_used`). A trial is the start of the run
+both models get the same counted tuning budget (`images_used`); a pretrained model's row caps
+L at budget / 16, so its tuning costs at most half its training. A trial is the start of the run
 (`Recipe.trial`): its warm-up length in steps (at most half the trial), no regularisation yet,
 then a cosine decay. The tuner never sees test data; why the rates are what they are, and what
 tuning has chosen, is in BENCHMARKS.md.
@@ -59,12 +60,16 @@ def untuned(option: float | str, recipe: Recipe) -> TuningResult:
     return TuningResult(chosen_lr=float(option), method="fixed", reason=reason)
 
 
-def trial_images(epochs: int, n_train: int, batch_size: int) -> tuple[int, int]:
+def trial_images(
+    epochs: int, n_train: int, batch_size: int, max_share: float = MAX_TRIAL_SHARE
+) -> tuple[int, int]:
     """Images trained by one first-round trial and by one second-round trial: a function of the
-    budget alone, so two models trained on the same split get the same tuning budget."""
+    budget alone, so two models trained on the same split get the same tuning budget.
+    `max_share` caps a first-round trial (a pretrained row's 1/16: all trials cost at most
+    half the training budget)."""
     budget = epochs * n_train
     first = max(round(budget * BUDGET_SHARE), MIN_TRIAL_STEPS * batch_size)
-    first = max(1, min(first, round(budget * MAX_TRIAL_SHARE)))
+    first = max(1, min(first, math.floor(budget * max_share)))
     return first, 2 * first
 
 
@@ -95,6 +100,7 @@ def tune_learning_rate(
     accelerator: Accelerator,
     runtime: Runtime,
     hooks: Hooks | None = None,
+    max_share: float = MAX_TRIAL_SHARE,
 ) -> TuningResult:
     """Choose the peak rate for `recipe` (whose `lr` is the usual one, in `grid`) on
     `validation`, as the module docstring says. `make_model` returns a fresh (model,
@@ -103,7 +109,7 @@ def tune_learning_rate(
     if not any(math.isclose(lr, usual) for lr in grid):
         raise ValueError(f"the usual rate {usual:g} is not in the grid {grid}")
     n_train, n_val = len(train[1]), len(validation[1])
-    lengths = trial_images(recipe.epochs, n_train, recipe.batch_size)
+    lengths = trial_images(recipe.epochs, n_train, recipe.batch_size, max_share)
     full_warmup = round(math.ceil(n_train / recipe.batch_size) * recipe.epochs
                         * recipe.warmup_fraction)  # fmt: skip
     trials: list[dict[str, Any]] = []
