@@ -1,4 +1,5 @@
-"""`cnnvit models`: every preset with its size, cost and measured training speed, and its pairs.
+"""`cnnvit models`: every preset with its size, cost and measured training speed, and its pairs;
+`cnnvit models --hub`: the curated hub pairs (models/hub_pairs.py), counted offline.
 
 This lists and measures; it sits above the runtime (it trains a few steps of each preset to time
 them), so the models stage below it only declares the presets and how they pair.
@@ -6,13 +7,16 @@ them), so the models stage below it only declares the presets and how they pair.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from .measure import cpu_name, synchronize
-from .models.build import build_model
+from .models.build import build_model, count_flops, count_params
+from .models.hub_pairs import HUB_MODELS, HUB_PAIRS, HubModel, hub_config
 from .models.pairing import (
     DEFAULT_CNN_ARCHITECTURE,
     MATCH_KEYS,
@@ -141,5 +145,67 @@ def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
     lines.append(
         "\nAny other name is a Hugging Face hub model id or a local folder saved with "
         "save_pretrained."
+    )
+    return "\n".join(lines)
+
+
+def hub_costs(model: HubModel) -> dict[str, int]:
+    """Parameters and forward FLOPs per image of a curated hub model at its own input size,
+    counted from its transformers config on the meta device: shapes only, no weights, no
+    download (1,000 ImageNet classes, as published)."""
+    return dict(_hub_costs(model.id))
+
+
+@functools.cache
+def _hub_costs(model_id: str) -> dict[str, int]:
+    from transformers import AutoModelForImageClassification
+
+    model = HUB_MODELS[model_id]
+    with torch.device("meta"):
+        built = AutoModelForImageClassification.from_config(hub_config(model))
+    return {"params": count_params(built), "flops_per_image": count_flops(built, model.image_size)}
+
+
+def describe_hub_pairs(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The curated hub pairs (all, or those `names`) with both models' counts and the ViT/CNN
+    ratios."""
+    rows = []
+    for pair in (HUB_PAIRS[n] for n in (HUB_PAIRS if names is None else names)):
+        cnn, vit = hub_costs(pair.cnn), hub_costs(pair.vit)
+        rows.append({
+            "name": pair.name, "why": pair.why, "cnn": pair.cnn, "vit": pair.vit,
+            "costs": {"cnn": cnn, "vit": vit},
+            "params_ratio": vit["params"] / cnn["params"],
+            "flops_ratio": vit["flops_per_image"] / cnn["flops_per_image"],
+        })  # fmt: skip
+    return rows
+
+
+def hub_listing(names: Sequence[str] | None = None) -> str:
+    """The text of `cnnvit models --hub`: each curated pair, both models' parameters, FLOPs,
+    input size, pretraining data and licence, and the two ViT/CNN ratios."""
+    lines = [
+        "curated hub pairs (--hub-pair NAME for compare or study); parameters and forward "
+        "FLOPs per image counted here from transformers' configs (1,000 classes, each model's "
+        "own input size, no download); ratios are ViT / CNN, * outside the match tolerance "
+        f"({', '.join(f'{m} {t:.0%}' for m, t in MATCH_TOLERANCE.items())})",
+    ]
+    for row in describe_hub_pairs(names):
+        marks = {m: "" if match_gap(row[f"{m}_ratio"]) <= MATCH_TOLERANCE[m] else "*"
+                 for m in MATCHES}  # fmt: skip
+        lines.append(
+            f"\n{row['name']}: params x{row['params_ratio']:.2f}{marks['params']}, FLOPs "
+            f"x{row['flops_ratio']:.2f}{marks['flops']} - {row['why']}"
+        )
+        for family in ("cnn", "vit"):
+            model, cost = row[family], row["costs"][family]
+            lines.append(
+                f"  {family:<4}{model.id:<40}{cost['params'] / 1e6:>7.2f}M "
+                f"{cost['flops_per_image'] / 1e9:>6.2f} GFLOPs @{model.image_size}px  "
+                f"pretrained on {model.pretraining}; licence {model.licence}"
+            )
+    lines.append(
+        "\nHub models load with from_pretrained (network, or HF_HUB_OFFLINE=1 with a cached "
+        "copy); their pretraining is recorded in run.json and stated beside every verdict."
     )
     return "\n".join(lines)

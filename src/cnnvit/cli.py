@@ -119,9 +119,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_models(_: argparse.Namespace) -> int:
-    from .catalog import models_listing
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .catalog import hub_listing, models_listing
 
+    if getattr(args, "hub", False):
+        print(hub_listing())
+        return 0
     print("measuring each preset's training speed on this machine (a few steps each)...",
           file=sys.stderr)  # fmt: skip
     print(models_listing())

@@ -172,7 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         "directory, status, per-model test accuracy, the paired comparison",
     )
 
-    commands.add_parser("models", help="list the built-in presets with parameters and FLOPs")
+    models = commands.add_parser(
+        "models", help="list the built-in presets with parameters and FLOPs (--hub: hub pairs)"
+    )
+    models.add_argument(
+        "--hub",
+        action="store_true",
+        help="list curated hub pairs instead: parameters, FLOPs, pretraining data and licence of "
+        "both models, and their ratios (pick one with --hub-pair NAME)",
+    )
 
     demo = commands.add_parser(
         "demo",

@@ -126,6 +126,11 @@ class ModelsConfig:
         "each within 15%; an auto side is the nearest preset on it, and a named pair outside "
         "the tolerance is run and reported as unmatched",
     )
+    hub_pair: str | None = _opt(
+        None,
+        "a curated hub pair for --cnn and --vit (see `cnnvit models --hub`: parameters, FLOPs, "
+        "pretraining data and licence of each), e.g. resnet50-deit-s",
+    )
 
 
 @dataclass(frozen=True)
@@ -376,7 +381,7 @@ def flatten(values: dict[str, Any]) -> dict[str, Any]:
 
 def build_config(values: dict[str, Any]) -> CompareConfig:
     """Build a `CompareConfig` from flat or stage-grouped values; unknown keys are errors."""
-    flat = flatten(values)
+    flat = resolve_hub_pair(flatten(values))
     table = stage_fields()
     grouped: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     top: dict[str, Any] = {}
@@ -455,6 +460,24 @@ def validate(config: CompareConfig) -> None:
         )
     if m.match not in ("params", "flops"):
         raise CnnvitError(f"--match must be params or flops, not '{m.match}'")
+
+
+def resolve_hub_pair(values: dict[str, Any]) -> dict[str, Any]:
+    """Flat config values with --hub-pair's two hub ids as --cnn and --vit (an unknown pair
+    name, or --cnn/--vit naming other models beside it, is one line)."""
+    name = values.get("hub_pair")
+    if not name:
+        return values
+    from .models.hub_pairs import hub_pair
+
+    pair = hub_pair(str(name))
+    for family, model in (("cnn", pair.cnn), ("vit", pair.vit)):
+        if values.get(family, "auto") not in ("auto", model.id):
+            raise CnnvitError(
+                f"--hub-pair {pair.name} names the {family.upper()} ({model.id}): give either "
+                f"--hub-pair or --{family}, not both"
+            )
+    return {**values, "hub_pair": pair.name, "cnn": pair.cnn.id, "vit": pair.vit.id}
 
 
 def auto_patch_size(native_side: int, image_size: int) -> int:

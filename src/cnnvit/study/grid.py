@@ -179,8 +179,10 @@ def build_study_config(values: dict[str, Any]) -> StudyConfig:
     for key, parse in _PARSERS.items():
         if key in study:
             study[key] = parse(study[key])
-    if study.get("pairs") and ({"cnn", "vit"} & set(given)):
-        raise CnnvitError("give either --pairs or --cnn/--vit for a study, not both")
+    if study.get("pairs") and ({"cnn", "vit", "hub_pair"} & set(given)):
+        raise CnnvitError(
+            "give either --pairs (preset sizes) or --cnn/--vit or --hub-pair for a study, not both"
+        )
     recipe = build_config({**STUDY_DEFAULTS, **(QUICK_COMPARE if quick else {}), **compare})
     budget = study.get("budget", "steps")
     if budget not in STUDY_BUDGETS:
@@ -221,6 +223,7 @@ def resolve_pairs(config: StudyConfig) -> list[Pair]:
     sizes = {PRESETS[n].size for n in (cnn, vit) if n in PRESETS}
     both_presets = cnn in PRESETS and vit in PRESETS
     name = sizes.pop() if both_presets and len(sizes) == 1 else f"{_slug(cnn)}-vs-{_slug(vit)}"
+    name = models.hub_pair or name  # a curated hub pair by its own name
     return [Pair(name, cnn, vit)]
 
 
