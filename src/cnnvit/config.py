@@ -131,6 +131,12 @@ class ModelsConfig:
         "a curated hub pair for --cnn and --vit (see `cnnvit models --hub`: parameters, FLOPs, "
         "pretraining data and licence of each), e.g. resnet50-deit-s",
     )
+    pretraining: str = _opt(
+        "",
+        "what hub or folder models were pretrained on, where their model card does not say (or "
+        "says wrongly): cnn=imagenet-1k,vit=unknown (datasets joined by +; none: from scratch); "
+        "read from each model card's datasets otherwise, presets are from scratch",
+    )
 
 
 @dataclass(frozen=True)
@@ -460,6 +466,10 @@ def validate(config: CompareConfig) -> None:
         )
     if m.match not in ("params", "flops"):
         raise CnnvitError(f"--match must be params or flops, not '{m.match}'")
+    if m.pretraining:
+        from .pretraining import parse_pretraining_option
+
+        parse_pretraining_option(m.pretraining)
 
 
 def resolve_hub_pair(values: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from .models.card import write_model_card
 from .models.features import cached_features, extract_features, feature_key, model_identity
 from .models.pairing import match_record, pair_ratios, resolve_pair, unmatched_line
 from .models.presets import PROBE_RECIPE
+from .pretraining import parse_pretraining_option, record
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
@@ -237,6 +238,11 @@ def _build_models(
         )
     if adapt == "probe":
         built = {f: dataclasses.replace(b, recipe=PROBE_RECIPE) for f, b in built.items()}
+    built = with_given_pretraining(built, m.pretraining)
+    for each in built.values():  # what a verdict about architectures will be scoped by
+        if each.source != "preset":
+            _say(f"[{each.name}] pretraining: {each.pretraining['data']} "
+                 f"({each.pretraining['source']})")  # fmt: skip
     pairing: dict[str, Any] = {**names, "vit_patch_size": patch}
     if set(built) == set(FAMILIES):
         pairing.update(pair_ratios(built["cnn"], built["vit"]))
@@ -244,6 +250,22 @@ def _build_models(
         if pairing["match"]["met"]:  # never a match the pair does not meet
             pairing["matched_on"] = m.match
     return built, pairing
+
+
+def with_given_pretraining(built: dict[str, BuiltModel], given: str) -> dict[str, BuiltModel]:
+    """`built` with --pretraining's records in place of what the folders record; a preset
+    named there is one line (presets are trained from scratch here)."""
+    out = dict(built)
+    for family, data in parse_pretraining_option(given).items():
+        if family not in out:
+            continue
+        if out[family].source == "preset":
+            raise CnnvitError(
+                f"--pretraining {family}=...: {out[family].name} is a preset, trained from "
+                "scratch here; the option is for hub and folder models"
+            )
+        out[family] = dataclasses.replace(out[family], pretraining=record(data, "--pretraining"))
+    return out
 
 
 def _drop_empty(folder: Path) -> None:

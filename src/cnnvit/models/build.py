@@ -13,7 +13,7 @@ would. Both presets of a size use the same image processor, so both see identica
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 
 from ..errors import CnnvitError, first_line
 from ..hub import looks_like_repo_id, require_hub
+from ..pretraining import SCRATCH, record, recorded_pretraining
 from .presets import PRESET_MEAN, PRESET_STD, PRESETS, PRETRAINED_RECIPES, RecipeRow
 
 
@@ -38,6 +39,8 @@ class BuiltModel:
     pretrained: bool
     recipe: RecipeRow  # how it trains at a full budget: its preset's row, or its family's
     path: str = ""  # a local folder's full path (its name is `name`)
+    # What it was pretrained on and where that was read (models/pretraining.py).
+    pretraining: dict[str, str] = field(default_factory=lambda: record(SCRATCH, "preset"))
 
     def info(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class BuiltModel:
             "pretrained": self.pretrained,
             "params": count_params(self.model),
             **({"path": self.path} if self.path else {}),
+            "pretraining": dict(self.pretraining),
         }
 
 
@@ -125,8 +129,10 @@ def build_model(
     processor = _processor(spec, model)
     # A folder is named by its own name in logs and the report; run.json keeps the path.
     name = path.resolve().name if source == "local" else spec
+    folder = str(path.resolve()) if source == "local" else ""
+    pretraining = recorded_pretraining(spec, source, folder)
     return BuiltModel(model, processor, name, family, source, True, PRETRAINED_RECIPES[family],
-                      path=str(path.resolve()) if source == "local" else "")  # fmt: skip
+                      path=folder, pretraining=pretraining)  # fmt: skip
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

@@ -72,6 +72,20 @@ def _table(rows: list[str]) -> str:
     return "\n".join(["| | |", "|---|---:|", *rows]) if rows else "(not recorded)"
 
 
+def card_datasets(info: Mapping[str, Any]) -> list[str]:
+    """The card's `datasets:`: what the model was pretrained on (when known), then the dataset
+    cnnvit trained it on, so a folder loaded again records its own pretraining
+    (cnnvit.pretraining reads this list)."""
+    from ..pretraining import SCRATCH, UNKNOWN
+
+    data = str((info.get("pretraining") or {}).get("data") or "")
+    names = [] if data in ("", SCRATCH, UNKNOWN) else [d.strip() for d in data.split("+")]
+    trained = str((info.get("dataset") or {}).get("name") or "")
+    if trained.startswith(("/", ".", "~")):  # a local folder: its name, not the path
+        trained = Path(trained).expanduser().name
+    return [n for n in dict.fromkeys([*names, trained]) if n]
+
+
 def card_data(info: Mapping[str, Any]) -> ModelCardData:
     """The card's YAML metadata: library, task, base model, dataset and test accuracy."""
     dataset = info.get("dataset", {})
@@ -93,6 +107,7 @@ def card_data(info: Mapping[str, Any]) -> ModelCardData:
                 )
             )
     return ModelCardData(
+        datasets=card_datasets(info) or None,
         library_name="transformers",
         pipeline_tag="image-classification",
         base_model=name if info.get("source") == "hub" else None,
