@@ -51,7 +51,8 @@ def _metrics(cnn_acc: float, vit_acc: float, **overrides: tuple[float, float]) -
     return {"cnn": cnn, "vit": vit}
 
 
-def table(diff, seeds=(0, 1, 2), fractions=FRACTIONS, pretrained=False, **overrides):
+def table(diff, seeds=(0, 1, 2), fractions=FRACTIONS, pretrained=False, pretraining=None,
+          adaptation="", **overrides):  # fmt: skip
     """Cells where ViT - CNN accuracy is diff(seed, n_train) (a fraction, not points)."""
     cells = []
     for seed in seeds:
@@ -66,6 +67,8 @@ def table(diff, seeds=(0, 1, 2), fractions=FRACTIONS, pretrained=False, **overri
                     seed,
                     pretrained,
                     _metrics(cnn, cnn + diff(seed, n_train), **extra),
+                    pretraining=pretraining or {},
+                    adaptation=adaptation,
                 )
             )
     return cells
@@ -303,13 +306,17 @@ def test_small_data_claims_are_not_tested_on_large_training_sets():
 
 
 def test_groups_by_pair_and_pretraining():
-    cells = table(lambda s, n: -0.05 + SEED_NOISE[s]) + table(lambda s, n: 0.0, pretrained=True)
+    both = {"cnn": "imagenet-1k", "vit": "imagenet-1k"}
+    cells = table(lambda s, n: -0.05 + SEED_NOISE[s]) + table(
+        lambda s, n: 0.0, pretrained=True, pretraining=both
+    )
     verdicts = judge_claims(cells, claims=[claim_by_id("data_efficiency")])
     assert [(v.pretrained, v.outcome) for v in verdicts] == [
         (False, "supported"),
         (True, "contradicted"),
     ]
-    assert "pretrained" in verdicts[1].scope and "from scratch" in verdicts[0].scope
+    assert "both pretrained on imagenet-1k" in verdicts[1].scope
+    assert "from scratch" in verdicts[0].scope
 
 
 def test_wording_is_shared_and_carries_the_numbers():
@@ -458,7 +465,15 @@ def test_cell_from_run_reads_the_run_json_layout():
     assert cell.paired == {"only_cnn": 12, "only_vit": 4, "both": 340, "neither": 3}
     assert (cell.dataset, cell.epochs) == ("digits", 20)
     scope = judge_claims([cell], claims=[claim_by_id("data_efficiency")])[0].scope
-    assert "digits, convnext-micro+vit-micro, pretrained, 323 training images" in scope
+    # The ViT was pretrained, its run recording no pretraining data: unknown, beside scratch.
+    assert cell.pretraining == {"cnn": "none (trained from scratch)", "vit": "unknown"}
+    assert cell.adaptation == ""  # a run from before --adapt
+    assert ("digits, convnext-micro+vit-micro, CNN pretraining none (trained from scratch), "
+            "ViT pretraining unknown, 323 training images") in scope  # fmt: skip
+    models["vit"].results["pretraining"] = {"data": "imagenet-1k", "source": "model card"}
+    run.config.train.adapt = "probe"
+    cell = cell_from_run(run)
+    assert cell.pretraining["vit"] == "imagenet-1k" and cell.adaptation == "probe"
     assert scope.endswith("1 seed, 20 epochs")
 
 
@@ -657,3 +672,132 @@ def test_one_run_leaves_the_seeds_needed_unknown():
     v = by_id(judge_claims([cell]))["data_efficiency"]
     assert v.outcome == "inconclusive" and v.seeds_needed is None and v.spread is None
     assert "How many seeds would settle it is unknown" in verdict_sentence(v)
+
+
+# ---------------------------------------------------------------- pretraining and adaptation
+
+SCRATCH_AND_IMAGENET = {"cnn": "imagenet-1k", "vit": "none (trained from scratch)"}
+WEIGHT_CLAIMS = {c.id for c in CLAIMS if c.weights_matter}
+
+
+def _clear_cnn_lead(**kwargs):
+    return table(lambda s, n: -0.05 + SEED_NOISE[s], **kwargs)
+
+
+def test_a_pretrained_versus_scratch_pair_is_confounded_for_architecture_claims_only():
+    verdicts = by_id(judge_claims(_clear_cnn_lead(pretrained=True,
+                                                  pretraining=SCRATCH_AND_IMAGENET)))  # fmt: skip
+    v = verdicts["data_efficiency"]
+    assert v.outcome == "confounded" and v.p_adjusted is None and v.direction == "leans CNN"
+    assert "one model pretrained, one not" in v.reason and "CNN imagenet-1k" in v.reason
+    assert verdict_row(v)["verdict"] == f"confounded ({v.reason})"  # the reason in the table
+    assert v.reason in verdict_sentence(v) and "Not judged" in verdict_sentence(v)
+    assert v.oriented.estimate == pytest.approx(5.0, abs=0.5)  # its numbers are still shown
+    # Every claim resting on what the weights learned, and only those, is confounded; costs
+    # are judged as in a from-scratch pair.
+    assert {i for i, x in verdicts.items() if x.outcome == "confounded"} == {
+        i for i in WEIGHT_CLAIMS if verdicts[i].evidence is not None
+    } and "data_efficiency" in WEIGHT_CLAIMS
+    assert verdicts["cheaper_latency"].outcome == "supported"
+    assert "CNN pretraining imagenet-1k" in verdicts["cheaper_latency"].scope
+    # Kept out of the Holm family: the costs are adjusted over themselves alone.
+    tested = [x for x in verdicts.values() if x.p_adjusted is not None]
+    raw = [x.p_value for x in tested]
+    adjusted = stats.holm_adjust(raw)
+    assert [x.p_adjusted for x in tested] == pytest.approx(adjusted)
+
+
+def test_a_from_scratch_pair_is_not_confounded_and_transfer_claims_are_not_tested():
+    verdicts = by_id(judge_claims(_clear_cnn_lead()))
+    assert all(v.outcome != "confounded" for v in verdicts.values())
+    assert verdicts["data_efficiency"].outcome == "supported"
+    transfer = verdicts["transfer_at_scale"]
+    assert transfer.outcome == "not tested" and "trained from scratch" in explain(transfer)
+
+
+def test_same_pretraining_is_judged_whatever_its_spelling_and_unknown_is_confounded():
+    same = {"cnn": "ImageNet", "vit": "imagenet-1k"}
+    verdicts = by_id(judge_claims(_clear_cnn_lead(pretrained=True, pretraining=same)))
+    assert verdicts["data_efficiency"].outcome == "supported"
+    transfer = verdicts["transfer_at_scale"]  # the ViT 5 points behind: contradicted
+    assert transfer.outcome == "contradicted" and transfer.direction == "leans CNN"
+    assert "both pretrained on ImageNet" in transfer.scope
+    unknown = {"cnn": "unknown", "vit": "unknown"}  # two unknowns are not the same
+    verdicts = by_id(judge_claims(_clear_cnn_lead(pretrained=True, pretraining=unknown)))
+    assert verdicts["data_efficiency"].outcome == "confounded"
+    assert "pretraining unknown" in verdicts["data_efficiency"].reason
+    other = {"cnn": "imagenet-1k", "vit": "imagenet-21k + imagenet-1k"}
+    verdicts = by_id(judge_claims(_clear_cnn_lead(pretrained=True, pretraining=other)))
+    assert verdicts["transfer_at_scale"].outcome == "confounded"
+    assert "pretraining data differ" in verdicts["transfer_at_scale"].reason
+    # A cell that records no pretraining: unknown when a model was pretrained.
+    verdicts = by_id(judge_claims(_clear_cnn_lead(pretrained=True)))
+    assert verdicts["data_efficiency"].outcome == "confounded"
+
+
+def test_a_probe_run_leaves_training_cost_claims_not_tested_and_inference_judged():
+    both = {"cnn": "imagenet-1k", "vit": "imagenet-1k"}
+    verdicts = by_id(judge_claims(_clear_cnn_lead(pretrained=True, pretraining=both,
+                                                  adaptation="probe")))  # fmt: skip
+    for claim_id in ("cheaper_training_throughput", "cheaper_training_time"):
+        v = verdicts[claim_id]
+        assert v.outcome == "not tested" and "no model training to time" in explain(v)
+    assert verdicts["cheaper_inference"].outcome == "supported"
+    assert verdicts["cheaper_latency"].outcome == "supported"
+    full = by_id(judge_claims(_clear_cnn_lead(pretrained=True, pretraining=both,
+                                              adaptation="full")))  # fmt: skip
+    assert full["cheaper_training_time"].outcome != "not tested"
+
+
+@pytest.mark.parametrize("claim_id", ["data_efficiency", "calibration", "gains_from_data",
+                                      "slower_convergence", "transfer_at_scale"])  # fmt: skip
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("size", [0.2, 3.0, 30.0])
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_a_confounded_sentence_states_its_reason_and_numbers_and_no_verdict(
+    claim_id: str, sign: int, size: float, seeds: int
+):
+    """The grid of the wording test, for the confounded outcome: whatever the effect, its
+    direction and the runs behind it, the sentence names the reason, shows the effect in the
+    claim's direction with the side it leans, and neither tests nor judges it."""
+    claim = claim_by_id(claim_id)
+    rng = np.random.default_rng(seeds * 11 + int(size * 10))
+
+    # ViT - CNN (in points of accuracy-like metrics) such that the claim's direction is sign.
+    def diff(seed, n):
+        effect = sign * size + rng.normal(0, 0.3)
+        scale = n / 1300 if claim.evidence == "trend_over_log_size" else 1.0
+        return claim.claimed_sign * effect * scale / (claim.to_unit or 1.0)
+
+    extra = {}
+    if claim.metric != "accuracy":
+        extra[claim.metric] = lambda s, n: (1.0, 1.0 + claim.to_unit * diff(s, n))
+    cells = table(diff if claim.metric == "accuracy" else (lambda s, n: 0.0),
+                  seeds=tuple(range(seeds)), pretrained=True, pretraining=SCRATCH_AND_IMAGENET,
+                  **extra)  # fmt: skip
+    if claim.metric not in ("accuracy", "epochs_to_95"):  # a probe metric: scale to [0, 1]
+        cells = [
+            CellRecord(c.pair, c.fraction, c.n_train, c.seed, c.pretrained,
+                       {f: {**c.metrics[f], claim.metric: c.metrics[f][claim.metric] / 100}
+                        for f in ("cnn", "vit")}, pretraining=c.pretraining)
+            for c in cells
+        ]  # fmt: skip
+    v = by_id(judge_claims(cells, claims=[claim]))[claim_id]
+    assert v.outcome == "confounded" and v.rule == "confounded" and v.p_adjusted is None
+    sentence, row = verdict_sentence(v), verdict_row(v)
+    assert v.reason in sentence and v.reason in row["verdict"] and row["Holm p"] == ""
+    for word in ("supported", "contradicted", "inconclusive", "significant", "Holm-adjusted p"):
+        assert word not in sentence
+    o = v.oriented
+    favoured = "CNN" if claim.favours == "cnn" else "ViT"
+    if o.estimate > 0:
+        assert v.direction == f"leans {favoured}"
+    elif o.estimate < 0:
+        assert v.direction != f"leans {favoured}"
+    digits = 2 if "per" in claim.unit else 1
+    shown = f"{o.estimate:+.{digits}f}"
+    assert shown in sentence or "-0.0" in shown
+    if v.evidence.low == v.evidence.high or math.isnan(v.evidence.low):
+        assert "CI" not in sentence
+    else:
+        assert math.isclose(v.evidence.confidence, 0.95) and "(95% CI " in sentence

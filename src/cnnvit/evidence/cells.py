@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import FAMILIES
+from ..pretraining import SCRATCH, UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class CellRecord:
     # "" for a pair matched on what the run asked; else what it missed and by how much, for
     # the verdict's scope: "unmatched on FLOPs per image (ViT/CNN 6.39x, tolerance 15%)".
     unmatched: str = ""
+    # Each model's pretraining data ("cnn"/"vit" -> pretraining.SCRATCH, UNKNOWN or dataset
+    # names), and how the run adapted them ("full", "head", "probe"; "" when not recorded).
+    pretraining: Mapping[str, str] = field(default_factory=dict)
+    adaptation: str = ""
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -145,6 +150,15 @@ def unmatched_note(pairing: Mapping[str, Any] | None) -> str:
     return f"unmatched on {on} (ViT/CNN {ratio:.2f}x{within})"
 
 
+def pretraining_of(model: Any) -> str:
+    """One model's pretraining data as its run.json block records it; a run from before the
+    record: from scratch for a model that was not pretrained, else unknown."""
+    recorded = (getattr(model, "results", None) or {}).get("pretraining") or {}
+    if recorded.get("data"):
+        return str(recorded["data"])
+    return UNKNOWN if getattr(model, "pretrained", False) else SCRATCH
+
+
 def paired_counts(comparison: Mapping[str, Any] | None) -> dict[str, int] | None:
     """The engine's paired counts from a run's (or probe's) comparison block."""
     keys = {
@@ -196,4 +210,6 @@ def cell_from_run(
         repeats={f: model_repeats(models[f].results) for f in FAMILIES if f in models},
         host=host_of(run),
         unmatched=unmatched_note((getattr(run, "raw", None) or {}).get("pairing")),
+        pretraining={f: pretraining_of(models[f]) for f in FAMILIES if f in models},
+        adaptation=str(getattr(run.config.train, "adapt", "") or ""),
     )

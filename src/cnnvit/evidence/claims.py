@@ -14,6 +14,18 @@ patch_shuffle_drop, long_range_accuracy, erf_radius50_fraction) are fractions in
 turned into points by `to_unit = 100`; overfit_gap is already in points; epochs_to_95 in
 epochs; costs in their natural units, compared as ViT/CNN ratios.
 
+Pretraining. A claim about architectures (`kind` "architecture") rests on the weights the two
+models learned, so a pair whose pretraining differs or is unknown (other data, other scale, or
+one pretrained and one not) cannot speak to it: the engine reports it **confounded**, with the
+reason. Costs (`weights_matter=False`: FLOPs, latency, throughput, training time) depend on
+the architecture and the host, not on the weights, and are judged whatever the pretraining.
+Transfer claims (`kind` "transfer") are about pretrained models, scoped to the pretraining data
+recorded, and are not tested on pairs trained from scratch. A later transfer claim (a linear
+probe against full fine-tuning, from `--adapt probe,full`) is declared with `kind="transfer"`
+and its own metric, and gets both rules with no change to the engine. Claims that time training
+(`times_training`) are not tested for a probe run: a linear classifier on frozen, cached
+features has no model training to time.
+
 One claim per cost measure rather than one "cheaper" claim with a vote: FLOPs, latency,
 throughput and training time can disagree (twice the FLOPs can cost the same wall time on a CPU
 where attention kernels are efficient), a vote would need an arbitrary rule and hide which
@@ -70,6 +82,11 @@ class Claim:
     requires: str = ""  # what records the metric when it is missing
     # An accuracy or convergence claim left inconclusive says how many seeds would settle it.
     power_estimate: bool = False
+    # "architecture": about CNNs and ViTs as such; "transfer": about pretrained models (see
+    # the module docstring for what each implies).
+    kind: Literal["architecture", "transfer"] = "architecture"
+    weights_matter: bool = True  # False for costs: a pretraining difference cannot confound them
+    times_training: bool = False  # not tested for a probe run (no model training to time)
 
     @property
     def claimed_sign(self) -> int:
@@ -129,6 +146,7 @@ CLAIMS: list[Claim] = [
         unit="x",
         scope="at this image size, at equal parameter counts (within 25%)",
         needs_equal_params=True,
+        weights_matter=False,
     ),
     Claim(
         id="cheaper_latency",
@@ -143,6 +161,7 @@ CLAIMS: list[Claim] = [
         unit="x",
         scope=_COST_SCOPE,
         needs_equal_params=True,
+        weights_matter=False,
     ),
     Claim(
         id="cheaper_inference",
@@ -157,6 +176,7 @@ CLAIMS: list[Claim] = [
         unit="x",
         scope=_COST_SCOPE,
         needs_equal_params=True,
+        weights_matter=False,
     ),
     Claim(
         id="cheaper_training_throughput",
@@ -171,6 +191,8 @@ CLAIMS: list[Claim] = [
         unit="x",
         scope=_COST_SCOPE,
         needs_equal_params=True,
+        weights_matter=False,
+        times_training=True,
     ),
     Claim(
         id="cheaper_training_time",
@@ -185,6 +207,8 @@ CLAIMS: list[Claim] = [
         unit="x",
         scope=_COST_SCOPE + ", with this recipe and epoch budget",
         needs_equal_params=True,
+        weights_matter=False,
+        times_training=True,
     ),
     Claim(
         id="slower_convergence",
@@ -309,6 +333,28 @@ CLAIMS: list[Claim] = [
         to_unit=100.0,
         scope="the last stage or layer of each model, on test images",
         requires="the locality probe",
+    ),
+    Claim(
+        id="transfer_at_scale",
+        statement="ViTs pretrained at scale transfer better than CNNs of the same size",
+        metric="accuracy",
+        metric_label="test accuracy after adaptation",
+        favours="vit",
+        better="higher",
+        evidence="per_seed_mean_difference",
+        threshold=1.0,
+        threshold_why=(
+            "as for accuracy: a gap under 1 point is within what another seed or test split moves"
+        ),
+        unit="points",
+        to_unit=100.0,
+        scope=(
+            "both models pretrained on the same recorded data (whether that is 'at scale' is "
+            "the data's size) and adapted the same way, at equal parameter counts (within 25%)"
+        ),
+        needs_equal_params=True,
+        power_estimate=True,
+        kind="transfer",
     ),
 ]
 

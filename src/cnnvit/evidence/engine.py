@@ -24,6 +24,14 @@ direction the estimate leans. A claim whose metric is missing, whose scope does 
 needs more sizes or seeds than the cells have, is **not tested**, with the reason. Both rules use
 the family-level interval, so the ruled-out reading holds family-wise too.
 
+Pretraining and adaptation (claims.py). Before any evidence, a transfer claim on a pair trained
+from scratch, a claim that times training on a probe run (frozen features: no training to
+time), and a transfer claim outside equal parameters are **not tested**, with the reason. An
+architecture or transfer claim (`weights_matter`) whose cells pair models of differing or
+unknown pretraining is **confounded**: its effect and 95% interval are shown, with the reason,
+but it is not judged, and its p-value stays out of the Holm family so that it neither spends
+nor is spent on the family's error rate.
+
 What it would take. An inconclusive claim marked `power_estimate` (accuracy, convergence) gets
 a power estimate: the seeds a two-sided paired test at the verdict's family level would need to
 detect an effect of the threshold's size with 80% power, by the normal approximation from the
@@ -37,10 +45,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ..errors import CnnvitError
+from ..pretraining import SCRATCH, UNKNOWN, pretraining_difference, pretraining_scope
 from . import stats
 from .cells import CellRecord
 from .claims import CLAIMS, Claim
-from .measures import EVIDENCE, NotTested
+from .measures import EVIDENCE, NotTested, params_mismatch
 from .stats import Evidence
 from .verdict import Verdict
 
@@ -148,7 +157,7 @@ def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: boo
     parts = [
         ", ".join(datasets),
         pair,
-        "pretrained" if pretrained else "from scratch",
+        "; ".join(sorted({pretraining_scope(_pretraining(c)) for c in cells})),
         (f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,} to {sizes[-1]:,}")
         + " training images",
         f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
@@ -160,6 +169,38 @@ def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: boo
     if claim.evidence == "cost_ratio" and hosts:  # a timing holds where it was timed
         parts.append("timed on " + "; ".join(hosts))
     return f"{claim.scope}; " + ", ".join(p for p in parts if p)
+
+
+def _pretraining(cell: CellRecord) -> dict[str, str]:
+    """Each model's pretraining data in a cell; a cell that does not record it: from scratch
+    when neither model was pretrained, else unknown."""
+    default = UNKNOWN if cell.pretrained else SCRATCH
+    return {f: str(cell.pretraining.get(f) or default) for f in ("cnn", "vit")}
+
+
+def _before_evidence(claim: Claim, cells: Sequence[CellRecord]) -> NotTested | None:
+    """Why `claim` cannot be tested on these cells whatever their metrics, or None."""
+    if claim.kind == "transfer" and all(set(_pretraining(c).values()) == {SCRATCH} for c in cells):
+        return NotTested(
+            "both models were trained from scratch: a transfer claim needs pretrained models "
+            "(a curated hub pair: `cnnvit models --hub`)"
+        )
+    if claim.times_training and any(c.adaptation == "probe" for c in cells):
+        return NotTested(
+            "a linear probe trains only a classifier on frozen features, computed once and "
+            "cached: there is no model training to time (inference costs are still measured)"
+        )
+    if claim.kind == "transfer" and claim.needs_equal_params:
+        return params_mismatch(cells)
+    return None
+
+
+def confounded_by(claim: Claim, cells: Sequence[CellRecord]) -> str:
+    """Why the pair's pretraining confounds `claim` in these cells, or "" when it does not."""
+    if not claim.weights_matter:
+        return ""
+    reasons = sorted({pretraining_difference(_pretraining(c)) for c in cells} - {""})
+    return "; ".join(reasons)
 
 
 def judge_claims(
@@ -174,13 +215,18 @@ def judge_claims(
         for claim in claims:
             if claim.evidence not in EVIDENCE:
                 raise ValueError(f"claim {claim.id!r} names unknown evidence {claim.evidence!r}")
-            judged.append(
-                (claim, (pair, pretrained), group, EVIDENCE[claim.evidence](claim, group))
-            )
-    tested = [
+            early = _before_evidence(claim, group)
+            evidence = early or EVIDENCE[claim.evidence](claim, group)
+            judged.append((claim, (pair, pretrained), group, evidence))
+    confounded = {
+        i: confounded_by(claim, group)
+        for i, (claim, _, group, ev) in enumerate(judged)
+        if isinstance(ev, Evidence)
+    }
+    tested = [  # the Holm family: every p-value judged, confounded ones left out
         i
         for i, (*_, ev) in enumerate(judged)
-        if isinstance(ev, Evidence) and ev.p_value is not None
+        if isinstance(ev, Evidence) and ev.p_value is not None and not confounded.get(i)
     ]
     adjusted = dict(
         zip(tested, stats.holm_adjust([judged[i][3].p_value for i in tested]), strict=True)
@@ -195,6 +241,9 @@ def judge_claims(
                 None,
                 ev.reason,
             )
+        elif confounded.get(i):  # shown, with the reason, but not judged
+            outcome, rule, lean, evidence = "confounded", "confounded", direction(claim, ev), ev
+            reason = confounded[i]
         else:
             ev = _at_family_level(claim, group, ev, adjusted.get(i), alpha)
             outcome, rule = decide(claim, ev, adjusted.get(i), alpha)

@@ -144,7 +144,8 @@ def per_seed_mean_difference(
     return _with_detail(evidence, where)
 
 
-def _params_mismatch(cells: Sequence[CellRecord]) -> NotTested | None:
+def params_mismatch(cells: Sequence[CellRecord]) -> NotTested | None:
+    """Why "at equal parameters" does not hold in these cells, or None when it does."""
     ratios = []
     for cell in cells:
         try:
@@ -183,7 +184,7 @@ def cost_ratio(
     Cells, not seeds, are the replicates: timing noise comes from the machine, not the training
     seed, and every cell times its two models afresh.
     """
-    mismatch = _params_mismatch(cells)
+    mismatch = params_mismatch(cells)
     if mismatch:
         return mismatch
     vit, cnn = _ratios(claim, cells)
@@ -203,7 +204,7 @@ def exact_cost_ratio(
     claim: Claim, cells: Sequence[CellRecord], confidence: float = CONFIDENCE
 ) -> Evidence | NotTested:
     """A deterministic ViT/CNN ratio (FLOPs): the same in every cell, decided by its size."""
-    mismatch = _params_mismatch(cells)
+    mismatch = params_mismatch(cells)
     if mismatch:
         return mismatch
     vit, cnn = _ratios(claim, cells)

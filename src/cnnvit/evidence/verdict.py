@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from .claims import Claim
 from .stats import Evidence
 
-OUTCOMES = ("supported", "contradicted", "inconclusive", "not tested")
+# "confounded": the pair's pretraining differs or is unknown, so a claim about architectures is
+# shown with its numbers and the reason but not judged (engine.confounded_by).
+OUTCOMES = ("supported", "contradicted", "inconclusive", "confounded", "not tested")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Verdict:
     threshold: float
     unit: str
     scope: str
-    reason: str = ""  # why the claim was not tested ("" when it was); `wording.explain` says it
+    reason: str = ""  # why it was not tested or is confounded ("" otherwise); `explain` says it
     rule: str = ""  # which branch of the decision rule fired (see `engine.decide`)
     pair: str = ""
     pretrained: bool = False

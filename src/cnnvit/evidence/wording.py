@@ -9,7 +9,10 @@ interval read in the claim's own direction (`Verdict.oriented`): "CNNs have high
 throughput" shows the CNN's throughput over the ViT's, "CNNs are more data-efficient" CNN - ViT
 accuracy, so a figure above 1x (or 0) is what the claim says, on the threshold's scale. The
 interval is at the level that agrees with the Holm-adjusted test (engine.family_level).
-`format_effect` and `format_interval` still write raw ViT - CNN evidence for the study tables.
+A confounded verdict (the pair's pretraining differs or is unknown) states its reason in the
+table's verdict cell and its sentence, with the effect and its plain 95% interval, never a
+test. `format_effect` and `format_interval` still write raw ViT - CNN evidence for the study
+tables.
 """
 
 from __future__ import annotations
@@ -140,6 +143,8 @@ def explain(verdict: Verdict) -> str:
         return text[0].upper() + text[1:] + "."
     evidence, claim = verdict.evidence, verdict.claim
     assert claim is not None
+    if verdict.outcome == "confounded":
+        return confounded_sentence(verdict)
     threshold = f"the {format_threshold(verdict)} threshold"
     interval = ""
     if _has_interval(evidence):
@@ -162,6 +167,22 @@ def explain(verdict: Verdict) -> str:
     }[verdict.rule]
     sentence = f"{_effect_clause(verdict)}{interval}: {why}."
     return sentence[0].upper() + sentence[1:] + what_it_would_take(verdict)
+
+
+def confounded_sentence(verdict: Verdict) -> str:
+    """Why a confounded verdict is not judged, then its numbers (95%, untested)."""
+    evidence = verdict.evidence
+    assert evidence is not None
+    interval = ""
+    if _has_interval(evidence):
+        interval = f" (95% CI {claim_interval(verdict)})"
+    reason = verdict.reason or "the pretraining of the two models is not the same"
+    effect = _effect_clause(verdict)
+    return (
+        f"Not judged, and left out of the Holm correction: {reason}, so a gap between these "
+        "models measures their pretraining as much as their architecture. "
+        f"{effect[0].upper() + effect[1:]}{interval}."
+    )
 
 
 def what_it_would_take(verdict: Verdict) -> str:
@@ -208,7 +229,8 @@ def verdict_row(verdict: Verdict) -> dict[str, str]:
     """The verdict as table cells, keyed by `VERDICT_COLUMNS`."""
     return {
         "claim": verdict.statement,
-        "verdict": verdict.outcome,
+        "verdict": verdict.outcome
+        + (f" ({verdict.reason})" if verdict.outcome == "confounded" and verdict.reason else ""),
         "leans": "" if verdict.direction == "none" else verdict.direction.removeprefix("leans "),
         "effect": claim_effect(verdict),
         "interval": claim_interval(verdict),

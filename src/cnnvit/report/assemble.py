@@ -21,7 +21,14 @@ from ..runs import load_run
 from .facts import ROLE, SIDES, RunFacts, facts_from_run, lookup, num, ratio, show, times
 from .figures import accuracy_vs_cost, confusions, learning_curves, per_class_f1
 from .probes import probe_blocks
-from .reflection import accuracy_sentences, caveats, cost_text, overfit_text, speed_text
+from .reflection import (
+    accuracy_sentences,
+    caveats,
+    cost_text,
+    overfit_text,
+    pretraining_text,
+    speed_text,
+)
 from .render import Block, write_report
 
 CAPTIONS = {
@@ -149,6 +156,7 @@ def _content(f: RunFacts, pngs: dict[str, bytes]) -> list[Block]:
             "uses: from one run it can only settle what one seed and one data size can show. "
             "Run `cnnvit study` for seeds and data sizes.",
         ),  # fmt: skip
+        ("p", pretraining_text(f)),
         (
             "table",
             list(VERDICT_COLUMNS),
@@ -302,7 +310,8 @@ def _setup(f: RunFacts) -> list[Block]:
     ]
     models = [
         [ROLE[k], m.get("name", "n/a"), m.get("source", "n/a"),
-         "yes" if m.get("pretrained") else "no", show(m.get("params"), "si"),
+         lookup(m, "pretraining.data") or ("unknown" if m.get("pretrained") else "none"),
+         show(m.get("params"), "si"),
          show(m.get("flops_per_image"), "si")]
         for k, m in f.models.items()
     ]  # fmt: skip
@@ -318,6 +327,6 @@ def _setup(f: RunFacts) -> list[Block]:
         *([("p", pairing)] if pairing else []),
         *_tuning(f),
         ("table", ["setting", "value"], [[k, str(v)] for k, v in recipe], "ll"),
-        ("table", ["", "model", "source", "pretrained", "parameters", "FLOPs / image"], models,
+        ("table", ["", "model", "source", "pretraining", "parameters", "FLOPs / image"], models,
          "llllrr"),
     ]  # fmt: skip

@@ -6,6 +6,7 @@ verdict on each usual CNN-vs-ViT claim from this run alone, and the caveats of o
 
 from __future__ import annotations
 
+from ..pretraining import SCRATCH, UNKNOWN
 from .facts import (
     ROLE,
     SIDES,
@@ -153,6 +154,23 @@ def overfit_text(f: RunFacts) -> str:
             "batches during the epoch, which are harder than the validation images."
         )
     return text
+
+
+def pretraining_text(f: RunFacts) -> str:
+    """Each model's pretraining as run.json records it, for beside the verdicts: a claim about
+    architectures is confounded when the two differ or either is unknown."""
+    said = []
+    for k in SIDES:
+        m = f.models.get(k) or {}
+        recorded = m.get("pretraining") or {}
+        data = recorded.get("data") or (UNKNOWN if m.get("pretrained") else SCRATCH)
+        source = recorded.get("source") or "not recorded by this run"
+        said.append(f"the {ROLE[k]} ({m.get('name', k)}) {data} ({source})")
+    return (
+        "Pretraining: " + "; ".join(said) + ". A verdict about architectures holds only for "
+        "two models pretrained on the same data (or both trained from scratch); otherwise it "
+        "is marked confounded, with the reason."
+    )
 
 
 def caveats(f: RunFacts) -> list[str]:
