@@ -14,7 +14,9 @@ Format version 1. A run directory made by `cnnvit compare` holds:
                         were matched on, the ViT preset's vit_patch_size, ViT/CNN ratios),
                         models: {"cnn": {...}, "vit": {...}}
                         with per model status (pending | training | complete | failed), name,
-                        family, source, pretrained, params, flops_per_image, image_size,
+                        family, source, pretrained, pretraining ({data, source}: what it
+                        was pretrained on and where that was read), params, flops_per_image,
+                        image_size,
                         history (one row per epoch: train/val loss and accuracy, seconds, lr,
                         regularised: whether label smoothing and augmentation were on,
                         regularisation: their share of full strength, 0 to 1,
