@@ -40,7 +40,7 @@ def test_pretraining_is_read_from_the_card_then_the_config_else_unknown(tmp_path
     folder = _folder(tmp_path, "resnet-nano", "cnn", card)
     assert recorded_pretraining(str(folder), "local", str(folder)) == {
         "data": "imagenet-21k + imagenet-1k",
-        "source": "model card (README.md datasets)",
+        "source": "model card: README.md datasets",
     }
     (folder / "README.md").write_text("---\ndatasets: imagenet-1k\n---\n")
     assert recorded_pretraining(str(folder), "local", str(folder))["data"] == "imagenet-1k"
@@ -82,7 +82,7 @@ def test_a_pretrained_folder_against_a_preset_is_confounded_and_reported(tmp_pat
     run_dir = compare(output=str(tmp_path / "run"), cnn=str(cnn), vit="vit-nano", **RUN)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["models"]["cnn"]["pretraining"] == {
-        "data": "imagenet-1k", "source": "model card (README.md datasets)"}  # fmt: skip
+        "data": "imagenet-1k", "source": "model card: README.md datasets"}  # fmt: skip
     assert run["models"]["vit"]["pretraining"] == {"data": SCRATCH, "source": "preset"}
     from cnnvit.report.facts import facts_from_run
 
@@ -91,7 +91,11 @@ def test_a_pretrained_folder_against_a_preset_is_confounded_and_reported(tmp_pat
     assert verdicts["cheaper_flops"].outcome != "confounded"
     report = (run_dir / "report.md").read_text()
     assert "| confounded (one model pretrained, one not: CNN imagenet-1k, ViT none" in report
-    assert "Pretraining: the CNN (resnet-nano-folder) imagenet-1k (model card" in report
+    said = (
+        "Pretraining of each model: the CNN resnet-nano-folder: imagenet-1k (read from "
+        "model card: README.md datasets); the ViT vit-nano: none (trained from scratch)."
+    )
+    assert said in report
     # The saved model's card lists its data, so loading it again records what it learned on.
     card = (run_dir / "cnn" / "README.md").read_text()
     assert "datasets:\n- imagenet-1k\n- digits" in card

@@ -115,7 +115,7 @@ def recorded_pretraining(spec: str, source: str, folder: str = "") -> dict[str, 
     if card is not None and card.is_file():
         datasets = _names(_front_matter(card).get("datasets"))
         if datasets:
-            return record(" + ".join(datasets), "model card (README.md datasets)")
+            return record(" + ".join(datasets), "model card: README.md datasets")
     config = Path(folder) / "config.json" if folder else None
     if config is not None and config.is_file():
         try:
@@ -128,8 +128,8 @@ def recorded_pretraining(spec: str, source: str, folder: str = "") -> dict[str, 
     from .models.hub_pairs import HUB_MODELS
 
     if source == "hub" and spec in HUB_MODELS:
-        return record(HUB_MODELS[spec].pretraining, "cnnvit's hub table (its hub card)")
-    return record(UNKNOWN, "nothing recorded (give --pretraining)")
+        return record(HUB_MODELS[spec].pretraining, "cnnvit's hub table, from its hub card")
+    return record(UNKNOWN, "nothing recorded: give --pretraining")
 
 
 def pretraining_difference(pretraining: Mapping[str, Mapping[str, str] | str]) -> str:

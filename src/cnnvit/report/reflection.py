@@ -165,9 +165,11 @@ def pretraining_text(f: RunFacts) -> str:
         recorded = m.get("pretraining") or {}
         data = recorded.get("data") or (UNKNOWN if m.get("pretrained") else SCRATCH)
         source = recorded.get("source") or "not recorded by this run"
-        said.append(f"the {ROLE[k]} ({m.get('name', k)}) {data} ({source})")
+        read = "" if source == "preset" else f" (read from {source})"
+        said.append(f"the {ROLE[k]} {m.get('name', k)}: {data}{read}")
     return (
-        "Pretraining: " + "; ".join(said) + ". A verdict about architectures holds only for "
+        "Pretraining of each model: " + "; ".join(said) + ". A verdict about architectures "
+        "holds only for "
         "two models pretrained on the same data (or both trained from scratch); otherwise it "
         "is marked confounded, with the reason."
     )
