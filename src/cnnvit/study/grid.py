@@ -181,7 +181,8 @@ def build_study_config(values: dict[str, Any]) -> StudyConfig:
             study[key] = parse(study[key])
     if study.get("pairs") and ({"cnn", "vit", "hub_pair"} & set(given)):
         raise CnnvitError(
-            "give either --pairs (preset sizes) or --cnn/--vit or --hub-pair for a study, not both"
+            "give either --pairs or --cnn/--vit (or --hub-pair) for a study, not both: --pairs "
+            "names preset sizes"
         )
     recipe = build_config({**STUDY_DEFAULTS, **(QUICK_COMPARE if quick else {}), **compare})
     budget = study.get("budget", "steps")
