@@ -80,3 +80,12 @@ def test_a_study_takes_a_hub_pair_by_name_and_not_beside_pairs():
         "microsoft/swin-tiny-patch4-window7-224")  # fmt: skip
     with pytest.raises(CnnvitError, match="--pairs"):
         build_study_config({"hub_pair": "convnext-t-swin-t", "pairs": "nano"})
+
+
+def test_the_models_command_lists_every_hub_pair(capsys):
+    from cnnvit.cli import main
+
+    assert main(["models", "--hub"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"\n{name}: params x" in out for name in HUB_PAIRS)
+    assert "microsoft/resnet-50" in out and "Apple sample code licence" in out
