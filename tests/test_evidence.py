@@ -801,3 +801,21 @@ def test_a_confounded_sentence_states_its_reason_and_numbers_and_no_verdict(
         assert "CI" not in sentence
     else:
         assert math.isclose(v.evidence.confidence, 0.95) and "(95% CI " in sentence
+
+
+def test_every_outcome_the_engine_has_is_reached_and_worded():
+    from cnnvit.evidence import OUTCOMES
+
+    seen = set()
+    tables = (
+        _clear_cnn_lead(),  # supported
+        table(lambda s, n: 0.0),  # no difference, tightly measured: contradicted
+        table(lambda s, n: 0.03 * (s - 1)),  # a 3-point spread around 0: inconclusive
+        _clear_cnn_lead(pretrained=True, pretraining=SCRATCH_AND_IMAGENET),  # confounded
+    )
+    for cells in tables:
+        for v in judge_claims(cells):
+            seen.add(v.outcome)
+            assert verdict_sentence(v).startswith(f"{v.statement}: **{v.outcome}**")
+            assert verdict_row(v)["verdict"].startswith(v.outcome)
+    assert seen == set(OUTCOMES)
