@@ -144,7 +144,7 @@ def models_listing(image_size: int = 32, measure_speed: bool = True) -> str:
             lines.append(f"  {vit['name']:<9} by {match:<6}: " + "; ".join(cells))
     lines.append(
         "\nAny other name is a Hugging Face hub model id or a local folder saved with "
-        "save_pretrained."
+        "save_pretrained; `cnnvit models --hub` lists curated hub pairs (--hub-pair NAME)."
     )
     return "\n".join(lines)
 
