@@ -117,3 +117,19 @@ def test_given_pretraining_wins_and_a_preset_refuses_it(tmp_path: Path, capsys):
         compare(output=str(tmp_path / "no"), cnn=str(cnn), vit="vit-nano", report=False,
                 pretraining="vit=imagenet-1k", **RUN)  # fmt: skip
     assert not (tmp_path / "no").exists()
+
+
+def test_a_hub_id_is_read_from_the_card_in_the_local_hub_cache(tmp_path: Path, monkeypatch):
+    """Never the network: a hub id's README.md counts only when the hub cache holds it."""
+    import huggingface_hub.constants as hub_constants
+
+    repo = tmp_path / "models--someone--some-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "README.md").write_text("---\ndatasets:\n- laion-2b\n---\n")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    assert recorded_pretraining("someone/some-model", "hub") == {
+        "data": "laion-2b",
+        "source": "model card: README.md datasets",
+    }
