@@ -385,3 +385,26 @@ def test_an_unmatched_pair_is_called_unmatched_with_its_ratio(
     text = (run / "report.md").read_text()
     assert "matched on parameter count (--match params, within 15%)" in text
     assert not any("unmatched" in v.scope for v in judge_claims([cell_from_run(load_run(run))]))
+
+
+def test_a_probe_run_compares_no_training_times(tmp_path: Path, tiny_run: Path) -> None:
+    """--adapt probe trains a classifier on cached frozen features: the report neither calls
+    one model cheaper to train nor judges the training-cost claims (issue 28 point 1)."""
+    run = make_run(tmp_path, tiny_run)
+
+    def probe(record: dict) -> None:
+        record["config"]["train"]["adapt"] = "probe"
+        for family in ("cnn", "vit"):
+            record["models"][family].update(
+                source="local", pretrained=True,
+                pretraining={"data": "imagenet-1k", "source": "--pretraining"})  # fmt: skip
+
+    _edit(run, probe)
+    build_report(run)
+    reflection = _reflection(run)
+    assert "cheaper to train" not in reflection and "about as long to train" not in reflection
+    assert "training times and throughputs are the probe's, not the models'" in reflection
+    claims = reflection[reflection.index("### The usual claims") :]
+    assert "CNNs take less time to train at equal parameters: **not tested**" in claims
+    assert "there is no model training to time" in claims
+    assert "CNNs have higher inference throughput at equal parameters: **not tested**" not in claims

@@ -79,7 +79,12 @@ def cost_text(f: RunFacts) -> str:
         f"CNN's in training and {times(r['infer_tp'])} in inference (images per second)."
     )
     secs = {k: num(lookup(f.models[k], "efficiency.train_seconds")) for k in SIDES}
-    if None not in secs.values():
+    if getattr(f.config.train, "adapt", "full") == "probe":  # no model training to compare
+        text += (
+            " Both models were adapted by a linear probe on frozen, cached features, so their "
+            "training times and throughputs are the probe's, not the models'."
+        )
+    elif None not in secs.values():
         k = min(SIDES, key=lambda s: secs[s])
         other = "vit" if k == "cnn" else "cnn"
         if secs[other] > SAME_COST * secs[k]:
