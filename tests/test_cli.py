@@ -154,7 +154,7 @@ def test_study_help_shows_the_studys_own_defaults(capsys: pytest.CaptureFixture)
         main(["study", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     lr_help = text.split("--lr, --learning-rate", 1)[1].split("--weight-decay", 1)[0]
-    assert "(default: usual)" in lr_help
+    assert "(default: auto)" in lr_help
     epochs_help = text.split("--epochs, --num-train-epochs", 1)[1].split("--batch-size", 1)[0]
     assert "(default: 6)" in epochs_help
 
@@ -164,10 +164,29 @@ def test_lr_takes_auto_usual_or_a_number_from_flags_and_files(tmp_path: Path):
     path = tmp_path / "usual.yaml"
     path.write_text("learning_rate: usual\n")
     assert compare_config("--config", str(path)).train.lr == "usual"
-    with pytest.raises(CnnvitError, match="'lr' must be auto, usual or a number, not 'often'"):
+    with pytest.raises(CnnvitError, match="'lr' must be auto, usual or a number .*, not 'often'"):
         compare_config("--lr", "often")
     with pytest.raises(CnnvitError, match="--lr must be auto, usual or positive"):
         compare_config("--lr", "-1")
+
+
+def test_lr_takes_one_rate_per_family(tmp_path: Path):
+    """`--lr vit=5e-4,cnn=2e-3` is kept in one spelling, and each family trains at its own."""
+    from cnnvit.config import family_lr
+    from cnnvit.models.presets import CNN_RECIPE
+    from cnnvit.training.recipe import resolve_recipe
+    from cnnvit.training.tuning import untuned
+
+    config = compare_config("--lr", "vit=5e-4, cnn=2e-3")
+    assert config.train.lr == "cnn=0.002,vit=0.0005"
+    assert (family_lr(config.train.lr, "cnn"), family_lr(config.train.lr, "vit")) == (2e-3, 5e-4)
+    recipe = resolve_recipe(config.train, CNN_RECIPE, 100)
+    result = untuned(family_lr(config.train.lr, "vit"), recipe, config.train.lr)
+    assert (result.chosen_lr, result.method) == (5e-4, "fixed")
+    assert "cnn=0.002,vit=0.0005" in result.reason
+    for bad in ("cnn=2e-3", "cnn=2e-3,vit=0", "cnn=1,cnn=2", "cnn=1,vit=2,cnn=3", "gpu=1,vit=2"):
+        with pytest.raises(CnnvitError, match="give one positive rate per family"):
+            compare_config("--lr", bad)
 
 
 def test_a_config_file_naming_one_setting_twice_is_refused(tmp_path: Path):

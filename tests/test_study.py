@@ -174,11 +174,51 @@ def test_one_cell_study_and_its_run_report_say_the_same(
             assert sentence in study_text and sentence in run_text
 
 
-def test_a_study_trains_each_family_at_its_usual_rate_by_default(tmp_path: Path) -> None:
-    """Without --lr, cells train untuned at per-family rates, not one rate shared by both."""
+def test_a_study_tunes_each_family_once_per_pair_and_reuses_the_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default (--lr auto) the pair's largest-fraction, first-seed cell tunes both families'
+    rates, first; every other cell trains at them untuned, and a rerun trains nothing."""
+    from cnnvit.training.tuning import TuningResult
+
+    tuned: list[float] = []
+
+    def fake_tuner(fresh: Any, train: Any, validation: Any, recipe: Any, *args: Any,
+                   **kwargs: Any) -> TuningResult:  # fmt: skip
+        tuned.append(recipe.lr)  # a rate no row has, so reuse cannot be a coincidence
+        return TuningResult(chosen_lr=recipe.lr * 0.75, images_used=128, method="auto",
+                            reason="picked by the test")  # fmt: skip
+
+    monkeypatch.setattr(pipeline, "tune_learning_rate", fake_tuner)
     settings = {k: v for k, v in SMALL.items() if k != "lr"}
+    root = tmp_path / "tuned"
+    counter = Counter()
+    monkeypatch.setattr(pipeline, "compare", counter)
+    study(output=str(root), **settings)
+    assert counter.calls[0] == "nano-f100-s0" and sorted(counter.calls) == sorted(IDS)
+    assert sorted(tuned) == [5e-4, 2e-3]  # one tuning per family, in one cell
+    want = {"cnn": 2e-3 * 0.75, "vit": 5e-4 * 0.75}
+    record = json.loads((root / "study.json").read_text())
+    assert record["grid"]["tuning"] == {"nano": {"cell": "nano-f100-s0", **want}}
+    for cell in IDS:
+        run = load_run(root / "cells" / cell)
+        for family, model in run.models.items():
+            assert model.results["training"]["lr"] == pytest.approx(want[family])
+            method = model.results["tuning"]["method"]
+            assert method == ("auto" if cell == "nano-f100-s0" else "fixed"), cell
+        if cell != "nano-f100-s0":
+            assert run.config.train.lr == "cnn=0.0015,vit=0.000375"
+    assert "(tuned in nano-f100-s0)" in (root / "report.md").read_text()
+    again = Counter()
+    monkeypatch.setattr(pipeline, "compare", again)
+    study(output=str(root), **settings)
+    assert again.calls == [] and len(tuned) == 2  # reused cells count as complete
+
+
+def test_a_study_at_the_usual_rates_trains_each_family_untuned(tmp_path: Path) -> None:
+    """--lr usual: cells train untuned at per-family rates, not one rate shared by both."""
     root = tmp_path / "usual"
-    study(output=str(root), **{**settings, "seeds": [0], "fractions": [1.0]})
+    study(output=str(root), **{**SMALL, "lr": "usual", "seeds": [0], "fractions": [1.0]})
     run = load_run(root / "cells" / "nano-f100-s0")
     assert run.config.train.lr == "usual"
     rates = {k: m.results["training"]["lr"] for k, m in run.models.items()}

@@ -27,7 +27,8 @@ FAMILIES = ("cnn", "vit")
 FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 # --adapt: how a pretrained model is adapted (presets only train in full).
 ADAPT_MODES = ("probe", "head", "full")
-# --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), or a number.
+# --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), a number for both,
+# or one number per family ("cnn=2e-3,vit=5e-4"; a study reuses its pair's tuned rates so).
 LR_WORDS = ("auto", "usual")
 
 # --patch-size auto: a ViT preset's patch covers 4x4 pixels of the images at their own size
@@ -150,10 +151,11 @@ class TrainConfig:
         "peak learning rate of AdamW: usual (each family's usual rate, untuned: 2e-3 for the "
         "CNN, 5e-4 for the ViT from scratch; pretrained models have their own fine-tuning and "
         "probe rows, models/presets.py), auto (chosen per "
-        "model on the validation split, with an equal tuning budget for both) or a number used "
-        "for both models",
+        "model on the validation split, with an equal tuning budget for both), a number used "
+        "for both models, or one per family (cnn=2e-3,vit=5e-4)",
         auto=True,
         words=LR_WORDS,
+        per_family=True,
         aliases=("learning_rate",),
     )
     adapt: str = _opt(
@@ -328,6 +330,8 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
         words = f.metadata.get("words", ("auto",))
         if value in words:
             return value
+        if f.metadata.get("per_family") and isinstance(value, str) and "=" in value:
+            return format_family_rates(parse_family_rates(value, name))
         try:
             if isinstance(value, bool):
                 raise ValueError
@@ -336,7 +340,12 @@ def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
                 return int(number)  # a whole size in pixels, as the flag takes it
             return number
         except (TypeError, ValueError):
-            message = f"config key '{name}' must be {', '.join(words)} or a number, not {value!r}"
+            number_kind = "a number" + (
+                " (or one per family, cnn=2e-3,vit=5e-4)" if f.metadata.get("per_family") else ""
+            )
+            message = (
+                f"config key '{name}' must be {', '.join(words)} or {number_kind}, not {value!r}"
+            )
             raise CnnvitError(message) from None
     default = f.default
     kind = type(default) if default is not None and default is not dataclasses.MISSING else None
@@ -408,6 +417,38 @@ def build_config(values: dict[str, Any]) -> CompareConfig:
     return config
 
 
+def parse_family_rates(text: str, name: str = "lr") -> dict[str, float]:
+    """{"cnn": 0.002, "vit": 0.0005} from "cnn=2e-3,vit=5e-4": one positive rate per family."""
+    rates: dict[str, float] = {}
+    for item in text.replace(" ", "").split(","):
+        family, _, number = item.partition("=")
+        try:
+            rate = float(number)
+        except ValueError:
+            rate = float("nan")
+        if family not in FAMILIES or family in rates or not rate > 0:
+            break
+        rates[family] = rate
+    if set(rates) != set(FAMILIES) or len(text.replace(" ", "").split(",")) != len(FAMILIES):
+        raise CnnvitError(
+            f"--{name.replace('_', '-')} {text!r}: give one positive rate per family, "
+            "e.g. cnn=2e-3,vit=5e-4 (or auto, usual, or one number for both)"
+        )
+    return rates
+
+
+def format_family_rates(rates: dict[str, float]) -> str:
+    """The canonical "cnn=0.002,vit=0.0005" spelling, so equal rates compare equal."""
+    return ",".join(f"{family}={rates[family]!r}" for family in FAMILIES)
+
+
+def family_lr(option: float | str, family: str) -> float | str:
+    """The --lr value one family trains with: a word, the shared number, or its own rate."""
+    if isinstance(option, str) and option not in LR_WORDS:
+        return parse_family_rates(option)[family]
+    return option
+
+
 def validate(config: CompareConfig) -> None:
     """Reject settings that cannot work, with one line saying which and why."""
     t, d, m = config.train, config.data, config.models
@@ -422,7 +463,9 @@ def validate(config: CompareConfig) -> None:
                 "run one mode per compare (probe, head or full)"
             )
         raise CnnvitError(f"--adapt must be one of {', '.join(ADAPT_MODES)}, not '{t.adapt}'")
-    if t.lr not in LR_WORDS and not t.lr > 0:
+    if isinstance(t.lr, str) and t.lr not in LR_WORDS:
+        parse_family_rates(t.lr, "lr")
+    elif t.lr not in LR_WORDS and not t.lr > 0:
         raise CnnvitError(f"--lr must be auto, usual or positive, not {t.lr}")
     if t.warmup_fraction != "auto" and not 0 <= t.warmup_fraction < 1:
         raise CnnvitError("--warmup-fraction must be in [0, 1)")

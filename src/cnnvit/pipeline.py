@@ -28,7 +28,14 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from .analyses import probe_names, run_probes
-from .config import FAMILIES, CompareConfig, auto_patch_size, build_config, parse_probes
+from .config import (
+    FAMILIES,
+    CompareConfig,
+    auto_patch_size,
+    build_config,
+    family_lr,
+    parse_probes,
+)
 from .data import PreparedData, prepare_data
 from .errors import CnnvitError, first_line
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
@@ -410,7 +417,7 @@ def _train_and_evaluate(
             runtime, Hooks(name=built.name, log=_say), max_share=built.recipe.max_trial_share,
         )  # fmt: skip
     else:
-        tuning = untuned(config.train.lr, recipe)
+        tuning = untuned(family_lr(config.train.lr, family), recipe, config.train.lr)
     recipe = dataclasses.replace(recipe, lr=tuning.chosen_lr)
     writer.update_model(family, tuning=tuning.to_dict(), recipe=recipe.to_dict())
     hooks = Hooks(name=built.name, log=_say, on_epoch=lambda row: writer.epoch_done(family, row),

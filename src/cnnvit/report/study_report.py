@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import FAMILIES, FAMILY_NAMES
+from ..config import FAMILIES, FAMILY_NAMES, parse_family_rates
 from ..evidence import (
     VERDICT_COLUMNS,
     Verdict,
@@ -311,8 +311,28 @@ def _learning_rates(study: Study) -> str:
     if run is None:
         return ""
     lr = run.config.train.lr
+    tuned = study.grid.get("tuning") or {}
+    if tuned:  # the study's --lr auto: each pair tuned once, in one cell
+        said = "; ".join(
+            f"{pair}: "
+            + ", ".join(f"{FAMILY_NAMES[f]} {t[f]:g}" for f in FAMILIES if f in t)
+            + f" (tuned in {t.get('cell', '?')})"
+            for pair, t in tuned.items()
+        )
+        return (
+            "Each family's learning rate was tuned on validation once per pair, in the pair's "
+            "cell at the largest training size and first seed, with the same counted budget for "
+            f"both models, and reused in the pair's other cells: {said}."
+        )
     if lr == "auto":
         return "Each model's learning rate was tuned on validation in every cell."
+    if isinstance(lr, str) and lr != "usual":
+        rates = parse_family_rates(lr)
+        return (
+            "Each family trained at the rate given for it: "
+            + ", ".join(f"{FAMILY_NAMES[f]} {rates[f]:g}" for f in FAMILIES)
+            + "."
+        )
     if lr != "usual":
         return f"Both models trained at learning rate {float(lr):g}."
     rates = sorted({(m.family, m.results.get("training", {}).get("lr"))

@@ -31,12 +31,11 @@ from ..errors import CnnvitError
 # Compare settings a study changes from compare's defaults (unless given). The default study on
 # digits must finish in under 10 minutes on 2 CPU cores (BENCHMARKS.md, "Study"): 3 seeds x 3
 # fractions of the micro pair at 6 full-split epochs per cell under the "steps" budget. Each
-# model trains at its family's usual rate (--lr usual: 2e-3 for the CNN, 5e-4 for the ViT,
-# training/tuning.py), untuned: per-model tuning (--lr auto) spends about 1.1x a cell's training
-# budget again on trials in every cell (4 rates x L + 2 x 2L images, L at least 16 steps), which
-# would about double the study, and one rate shared by both families would favour the one it
-# suits (issue 8). The usual rates are those the tuner keeps unless a trial beats them.
-STUDY_DEFAULTS: dict[str, Any] = {"epochs": 6, "lr": "usual"}
+# family's learning rate is tuned on validation once per pair (--lr auto: in the pair's cell at
+# the largest fraction, first seed, with the same counted budget for both models) and reused by
+# the pair's other cells, so each family trains at a rate chosen for it and the study pays the
+# tuning once per pair (a quarter of one cell's training budget), not in every cell.
+STUDY_DEFAULTS: dict[str, Any] = {"epochs": 6, "lr": "auto"}
 # --quick: the nano pair at 16 px (digits are 8x8 images, so nothing is lost by the resize),
 # 3 seeds x 3 fractions, 4 full-split epochs per cell; under 3 minutes on 2 CPU cores.
 QUICK_COMPARE: dict[str, Any] = {"image_size": 16, "epochs": 4}

@@ -23,7 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import FAMILIES, StudyConfig, build_config
+from ..config import (
+    FAMILIES,
+    StudyConfig,
+    build_config,
+    format_family_rates,
+    parse_family_rates,
+)
 from ..errors import CnnvitError, first_line
 from ..evidence.stats import mcnemar_exact_p
 from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
@@ -159,6 +165,12 @@ class StudyRecord:
         self.record["updated"] = _now()
         write_json(self.path / "study.json", self.record)
 
+    def tuned(self, cell: Cell, rates: str) -> None:
+        """Record the rates a pair's tuning cell chose, which its other cells reuse."""
+        chosen = parse_family_rates(rates)
+        self.record["grid"].setdefault("tuning", {})[cell.pair.name] = {"cell": cell.id, **chosen}
+        self.save()
+
     def cell_state(self, cell: Cell, **changes: Any) -> None:
         self.entry(cell).update(changes)
         self.save()
@@ -168,13 +180,32 @@ class StudyRecord:
         self.save()
 
 
-def _expected_config(config: StudyConfig, cell: Cell) -> dict[str, Any]:
-    values = build_config({**config.compare.to_dict(), **cell.settings()}).to_dict()
+def _expected_config(config: StudyConfig, settings: dict[str, Any]) -> dict[str, Any]:
+    values = build_config({**config.compare.to_dict(), **settings}).to_dict()
     values.pop("output", None)
     return values
 
 
-def _finished_run(config: StudyConfig, cell: Cell, cell_dir: Path) -> tuple[Any, str]:
+def tuning_cells(config: StudyConfig, cells: list[Cell]) -> dict[str, Cell]:
+    """Under --lr auto, each pair's cell that tunes the rates (its largest training fraction,
+    first seed); every other cell of the pair reuses them. Empty when the rate is fixed."""
+    if config.compare.train.lr != "auto":
+        return {}
+    chosen: dict[str, Cell] = {}
+    for cell in cells:
+        best = chosen.get(cell.pair.name)
+        if best is None or (cell.fraction, -cell.seed) > (best.fraction, -best.seed):
+            chosen[cell.pair.name] = cell
+    return chosen
+
+
+def tuned_rates(run: Any) -> str:
+    """The per-family --lr a tuning cell's run chose ("cnn=0.002,vit=0.0005")."""
+    rates = {f: float(run.models[f].results["tuning"]["chosen_lr"]) for f in FAMILIES}
+    return format_family_rates(rates)
+
+
+def _finished_run(config: StudyConfig, settings: dict[str, Any], cell_dir: Path) -> tuple[Any, str]:
     """(the cell's complete run, "") or (None, why the folder cannot count as this cell)."""
     try:
         run = load_run(cell_dir)
@@ -184,7 +215,7 @@ def _finished_run(config: StudyConfig, cell: Cell, cell_dir: Path) -> tuple[Any,
         return None, f"its run is {run.status}"
     recorded = run.config.to_dict()
     recorded.pop("output", None)
-    if recorded != _expected_config(config, cell):
+    if recorded != _expected_config(config, settings):
         return None, "it was made with other settings"
     return run, ""
 
@@ -316,35 +347,62 @@ def _run_locked(
         cells_dir, logs_dir = study_dir / "cells", study_dir / "logs"
         cells_dir.mkdir(exist_ok=True)
         logs_dir.mkdir(exist_ok=True)
-        todo = []
-        for cell in cells:
-            cell_dir = cells_dir / cell.id
-            run, why = _finished_run(config, cell, cell_dir) if cell_dir.exists() else (None, "")
-            if run is not None:
-                record.cell_state(cell, status="complete", n_train=run.dataset["splits"]["train"])
-                continue
-            if cell_dir.exists():
-                aside = _set_aside(cells_dir, cell)
-                _say(f"cnnvit: cell {cell.id} was not complete ({why}); moved it to {aside}")
-                record.entry(cell)["set_aside"].append(str(aside.relative_to(study_dir)))
-            todo.append(cell)
-        done = len(cells) - len(todo)
+        # Under --lr auto each pair's tuning cell runs first and chooses both families' rates on
+        # validation; the pair's other cells then train at those rates (--lr cnn=..,vit=..).
+        tuners = tuning_cells(config, cells)
+        rates: dict[str, str] = {}
+
+        def settings(cell: Cell) -> dict[str, Any]:
+            reused = cell.pair.name in rates and tuners[cell.pair.name] is not cell
+            return {**cell.settings(), **({"lr": rates[cell.pair.name]} if reused else {})}
+
+        def pending(batch: list[Cell]) -> list[Cell]:
+            """The cells of `batch` left to train; a complete one is recorded, an unusable
+            folder set aside; a finished tuning cell gives its pair's rates."""
+            todo = []
+            for cell in batch:
+                cell_dir = cells_dir / cell.id
+                run, why = (_finished_run(config, settings(cell), cell_dir)
+                            if cell_dir.exists() else (None, ""))  # fmt: skip
+                if run is not None:
+                    record.cell_state(cell, status="complete",
+                                      n_train=run.dataset["splits"]["train"])  # fmt: skip
+                    if tuners.get(cell.pair.name) is cell:
+                        rates[cell.pair.name] = tuned_rates(run)
+                        record.tuned(cell, rates[cell.pair.name])
+                    continue
+                if cell_dir.exists():
+                    aside = _set_aside(cells_dir, cell)
+                    _say(f"cnnvit: cell {cell.id} was not complete ({why}); moved it to {aside}")
+                    record.entry(cell)["set_aside"].append(str(aside.relative_to(study_dir)))
+                todo.append(cell)
+            return todo
+
+        first = pending(list(tuners.values()))
+        waiting = [c for c in cells if c.pair.name in tuners and c.pair.name not in rates
+                   and tuners[c.pair.name] is not c]  # fmt: skip
+        rest = pending([c for c in cells if c not in tuners.values() and c not in waiting])
+        done = len(cells) - len(first) - len(rest) - len(waiting)
         _say(
             f"study {study_dir}: {len(cells)} cells ({done} already complete), "
             f"{len(config.seeds)} seeds x {len(config.fractions)} fractions x "
             f"{len({c.pair.name for c in cells})} pair(s); logs in {logs_dir}"
-        )
-        bar = _Progress(todo)
+            + (f"; rates tuned once per pair, in {', '.join(c.id for c in tuners.values())}"
+               if tuners else "")
+        )  # fmt: skip
+        bar = _Progress(first + rest + waiting)
         # The executor (executors.py) trains the cells, here or as Ray tasks, and reports each
         # one; in_flight holds the cells handed out and not yet finished.
-        by_id = {cell.id: cell for cell in todo}
+        by_id = {cell.id: cell for cell in cells}
         in_flight: dict[str, Cell] = {}
-        jobs = [
-            CellJob(cell.id, config.compare.to_dict(), cell.settings(),
-                    str((cells_dir / cell.id).resolve()),
-                    str((logs_dir / f"{cell.id}.log").resolve()), os.getcwd())
-            for cell in todo
-        ]  # fmt: skip
+
+        def jobs(batch: list[Cell]) -> list[CellJob]:
+            return [
+                CellJob(cell.id, config.compare.to_dict(), settings(cell),
+                        str((cells_dir / cell.id).resolve()),
+                        str((logs_dir / f"{cell.id}.log").resolve()), os.getcwd())
+                for cell in batch
+            ]  # fmt: skip
 
         def started(cell_id: str) -> None:
             cell = in_flight[cell_id] = by_id[cell_id]
@@ -362,16 +420,24 @@ def _run_locked(
                 _say(f"cnnvit: cell {cell.id} failed: {reason} (log: {logs_dir}/{cell.id}.log)")
                 return
             run = load_run(run_dir)
+            if tuners.get(cell.pair.name) is cell:
+                rates[cell.pair.name] = tuned_rates(run)
+                record.tuned(cell, rates[cell.pair.name])
             record.session["cells_trained"] += 1
             record.cell_state(cell, status="complete", wall_seconds=seconds,
                               n_train=run.dataset["splits"]["train"])  # fmt: skip
             index = record.session["cells_trained"]
-            bar.finish_cell(
-                cell, f"[{index}/{len(todo)}] {cell.id}: {_summary(run)}, {seconds:.0f} s"
-            )
+            bar.finish_cell(cell, f"[{index}/{total}] {cell.id}: {_summary(run)}, {seconds:.0f} s")
 
+        total = len(first) + len(rest) + len(waiting)
         try:
-            executor.run(jobs, run_cell, started, finished)
+            executor.run(jobs(first), run_cell, started, finished)
+            later = pending(waiting)  # their pair's rates are known now
+            for cell in set(waiting) - set(later):
+                bar.finish_cell(cell, f"{cell.id}: already complete at its pair's tuned rates")
+            order = {cell.id: i for i, cell in enumerate(cells)}
+            executor.run(jobs(sorted(rest + later, key=lambda c: order[c.id])), run_cell,
+                         started, finished)  # fmt: skip
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             reason = first_line(err)

@@ -51,12 +51,16 @@ class TuningResult:
         return dataclasses.asdict(self)
 
 
-def untuned(option: float | str, recipe: Recipe) -> TuningResult:
-    """The rate of `--lr usual` (the recipe row's) or of a number, with no trials."""
+def untuned(option: float | str, recipe: Recipe, given: float | str | None = None) -> TuningResult:
+    """The rate of `--lr usual` (the recipe row's) or of a number, with no trials; `given` is
+    the whole option when `option` is this family's share of a per-family one."""
     if option == "usual":
         reason = f"--lr usual (the default): the rate of the model's recipe row, {recipe.lr:g}"
         return TuningResult(chosen_lr=recipe.lr, method="usual", reason=reason)
-    reason = f"--lr {float(option):g} was given, so no rate was tuned"
+    if isinstance(given, str) and given not in ("auto", "usual"):  # one rate per family
+        reason = f"--lr {given} was given (this family's {float(option):g}), so no rate was tuned"
+    else:
+        reason = f"--lr {float(option):g} was given, so no rate was tuned"
     return TuningResult(chosen_lr=float(option), method="fixed", reason=reason)
 
 
