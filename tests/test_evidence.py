@@ -590,7 +590,7 @@ def test_sentence_direction_threshold_side_and_verdict_agree_with_the_numbers(
 
     v = Verdict(claim.id, claim.statement, outcome, direction(claim, evidence), evidence,
                 evidence.p_value, p_adjusted, claim.threshold, claim.unit, "", rule=rule,
-                seeds_needed=seeds_needed(claim, evidence, outcome), spread=evidence.spread,
+                seeds_needed=seeds_needed(claim, evidence, outcome)[0], spread=evidence.spread,
                 claim=claim)  # fmt: skip
     o = v.oriented
     null = 1.0 if claim.evidence == "cost_ratio" else 0.0

@@ -174,6 +174,36 @@ def test_one_cell_study_and_its_run_report_say_the_same(
             assert sentence in study_text and sentence in run_text
 
 
+def test_one_run_borrows_the_spread_of_an_earlier_study_of_its_pair_and_data(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """A one-run power estimate uses the SD over seeds an earlier study of the same pair, data
+    and image size measured; with no such study the spread is unknown."""
+    from cnnvit.evidence import stats
+    from cnnvit.evidence.wording import what_it_would_take
+    from cnnvit.report.study_facts import earlier_spreads
+
+    root: Path = built["root"]
+    run = load_run(root / "cells" / IDS[-1])
+    spreads = earlier_spreads(run, root.parent)
+    study_verdicts = {v.claim_id: v for v in load_study(root).verdicts}
+    assert spreads and all(p.seeds == 2 and str(root) in p.source for p in spreads.values())
+    for claim_id, prior in spreads.items():
+        assert prior.spread == study_verdicts[claim_id].evidence.spread
+    assert earlier_spreads(run, tmp_path) == {}  # no study there
+    alone = {v.claim_id: v for v in judge_claims([cell_from_run(run)])}
+    lent = {v.claim_id: v for v in judge_claims([cell_from_run(run)], prior=spreads)}
+    estimated = [k for k, v in lent.items() if v.seeds_needed is not None]
+    assert estimated, "no one-run claim got a power estimate from the study"
+    for claim_id in estimated:
+        verdict, prior = lent[claim_id], spreads[claim_id]
+        assert alone[claim_id].seeds_needed is None and verdict.spread == prior.spread
+        want = stats.seeds_to_resolve(prior.spread, verdict.threshold, verdict.evidence.confidence)
+        assert verdict.seeds_needed == want
+        assert f" of the study {root}" in what_it_would_take(verdict)
+        assert "is unknown" in what_it_would_take(alone[claim_id])
+
+
 def test_a_study_tunes_each_family_once_per_pair_and_reuses_the_rates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,7 @@ from .curves import FractionRow, crossing, fraction_table
 from .engine import decide, judge_claims
 from .measures import EVIDENCE, NotTested, register_evidence
 from .stats import Crossing, Evidence, curve_crossing
-from .verdict import OUTCOMES, Verdict
+from .verdict import OUTCOMES, PriorSpread, Verdict
 from .wording import (
     VERDICT_COLUMNS,
     explain,
@@ -35,6 +35,7 @@ __all__ = [
     "Evidence",
     "FractionRow",
     "NotTested",
+    "PriorSpread",
     "Verdict",
     "cell_from_run",
     "claim_by_id",

@@ -35,14 +35,15 @@ nor is spent on the family's error rate.
 What it would take. An inconclusive claim marked `power_estimate` (accuracy, convergence) gets
 a power estimate: the seeds a two-sided paired test at the verdict's family level would need to
 detect an effect of the threshold's size with 80% power, by the normal approximation from the
-SD over the seeds measured (`stats.seeds_to_resolve`); with one seed the spread is unknown.
+SD over the seeds measured (`stats.seeds_to_resolve`); with one seed, from the SD an earlier study
+of the same pair and data measured for the claim (`prior`), else the spread is unknown.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import CnnvitError
 from ..pretraining import SCRATCH, UNKNOWN, pretraining_difference, pretraining_scope
@@ -51,7 +52,7 @@ from .cells import CellRecord
 from .claims import CLAIMS, Claim
 from .measures import EVIDENCE, NotTested, params_mismatch
 from .stats import Evidence
-from .verdict import Verdict
+from .verdict import PriorSpread, Verdict
 
 ALPHA = 0.05
 
@@ -103,15 +104,22 @@ def decide(
     return "inconclusive", "significant_small" if significant else "not_significant"
 
 
-def seeds_needed(claim: Claim, evidence: Evidence | None, outcome: str) -> int | None:
-    """The power estimate of an inconclusive `power_estimate` claim: seeds for 80% power at the
-    evidence's (family) level against an effect of the threshold's size; None where it does not
-    apply or the spread over seeds is unknown (one seed)."""
+def seeds_needed(
+    claim: Claim, evidence: Evidence | None, outcome: str, prior: PriorSpread | None = None
+) -> tuple[int | None, float | None, PriorSpread | None]:
+    """The power estimate of an inconclusive `power_estimate` claim: (seeds for 80% power at
+    the evidence's (family) level against an effect of the threshold's size, the SD it used,
+    the earlier study that SD came from or None). The seeds' own SD comes first; with one seed
+    `prior`'s; (None, None, None) where it does not apply or no spread is known."""
     if outcome != "inconclusive" or not claim.power_estimate or evidence is None:
-        return None
-    if evidence.spread is None or evidence.scale != "difference":
-        return None
-    return stats.seeds_to_resolve(evidence.spread, claim.threshold, evidence.confidence)
+        return None, None, None
+    if evidence.scale != "difference":
+        return None, None, None
+    used = prior if evidence.spread is None else None
+    spread = evidence.spread if used is None else used.spread
+    if spread is None:
+        return None, None, None
+    return stats.seeds_to_resolve(spread, claim.threshold, evidence.confidence), spread, used
 
 
 def family_level(p_value: float, p_adjusted: float, alpha: float = ALPHA) -> float:
@@ -204,9 +212,13 @@ def confounded_by(claim: Claim, cells: Sequence[CellRecord]) -> str:
 
 
 def judge_claims(
-    cells: Sequence[CellRecord], claims: Sequence[Claim] | None = None, alpha: float = ALPHA
+    cells: Sequence[CellRecord],
+    claims: Sequence[Claim] | None = None,
+    alpha: float = ALPHA,
+    prior: Mapping[str, PriorSpread] | None = None,
 ) -> list[Verdict]:
-    """One verdict per claim and group of cells; p-values Holm-adjusted over all of them."""
+    """One verdict per claim and group of cells; p-values Holm-adjusted over all of them.
+    `prior` maps a claim id to the SD an earlier study measured, for one-seed power estimates."""
     if not cells:
         raise CnnvitError("no finished runs to judge: run `cnnvit compare` or `cnnvit study` first")
     claims = list(CLAIMS if claims is None else claims)
@@ -248,6 +260,7 @@ def judge_claims(
             ev = _at_family_level(claim, group, ev, adjusted.get(i), alpha)
             outcome, rule = decide(claim, ev, adjusted.get(i), alpha)
             lean, evidence, reason = direction(claim, ev), ev, ""
+        needed, spread, used = seeds_needed(claim, evidence, outcome, (prior or {}).get(claim.id))
         verdict = Verdict(
             claim_id=claim.id,
             statement=claim.statement,
@@ -263,8 +276,10 @@ def judge_claims(
             rule=rule,
             pair=pair,
             pretrained=pretrained,
-            seeds_needed=seeds_needed(claim, evidence, outcome),
-            spread=evidence.spread if evidence is not None and claim.power_estimate else None,
+            seeds_needed=needed,
+            spread=spread,
+            spread_source=used.source if used else "",
+            spread_seeds=used.seeds if used else None,
             claim=claim,
         )
         verdicts.append(verdict)

@@ -53,9 +53,13 @@ class Verdict:
     # A power estimate, for an inconclusive accuracy or convergence claim (Claim.power_estimate):
     # about how many seeds a two-sided paired test at the interval's (family) level would need
     # to detect an effect of the threshold's size with 80% power, from the SD over seeds
-    # (`spread`); None when not estimated, or with one seed, where the spread is unknown.
+    # (`spread`); None when not estimated, or with one seed and no earlier study of the pair and
+    # data, where the spread is unknown. `spread_source` names that earlier study when the SD
+    # is its (`spread_seeds` seeds), "" when it is the seeds' own.
     seeds_needed: int | None = None
     spread: float | None = None
+    spread_source: str = ""
+    spread_seeds: int | None = None
     claim: Claim | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -87,3 +91,13 @@ class Verdict:
         if sign < 0:
             low, high = high, low
         return Oriented(estimate, low, high, label, first, second)
+
+
+@dataclass(frozen=True)
+class PriorSpread:
+    """The SD over seeds an earlier study measured for one claim: a one-run power estimate's
+    stand-in for the spread that one run cannot show."""
+
+    spread: float
+    seeds: int
+    source: str  # e.g. "the study studies/20261207-101500-digits"

@@ -195,20 +195,26 @@ def what_it_would_take(verdict: Verdict) -> str:
     if verdict.seeds_needed is None or verdict.spread is None or evidence is None:
         return (
             " How many seeds would settle it is unknown: the spread across seeds needs two or "
-            "more of them."
+            "more of them (or an earlier study of the same pair and data)."
         )
     if verdict.spread == 0:
+        seeds = f"seed of {verdict.spread_source}" if verdict.spread_source else "seed"
         return (
-            f" Power estimate: every seed gave the same difference, so the test is the exact "
+            f" Power estimate: every {seeds} gave the same difference, so the test is the exact "
             f"sign test, which needs at least {verdict.seeds_needed} seeds, all one way, at the "
             f"{_level(evidence)} level."
         )
     spread = f"{verdict.spread:.2f} {verdict.unit}"
+    over = (
+        f"{verdict.spread_seeds} seeds of {verdict.spread_source}, the same pair and data, "
+        "since one run has no spread of its own"
+        if verdict.spread_source
+        else f"{evidence.n} seeds"
+    )
     return (
         f" Power estimate: about {verdict.seeds_needed} seeds would detect an effect of "
         f"{format_threshold(verdict)} with 80% power (two-sided paired test at the "
-        f"{_level(evidence)} level, normal approximation, from an SD of {spread} over "
-        f"{evidence.n} seeds)."
+        f"{_level(evidence)} level, normal approximation, from an SD of {spread} over {over})."
     )
 
 

@@ -16,6 +16,7 @@ from ..evidence import Verdict, cell_from_run, judge_claims
 from ..evidence.cells import epochs_to_95 as cell_epochs_to_95
 from ..formatting import num, show  # noqa: F401 - show: the report's modules import it from here
 from ..runs import Run
+from .study_facts import earlier_spreads
 
 SIDES = ("cnn", "vit")
 ROLE = FAMILY_NAMES
@@ -89,7 +90,7 @@ def facts_from_run(run: Run) -> RunFacts:
         },
         e95={k: epochs_to_95(models[k]) if k in models else (None, None, None) for k in SIDES},
         n_train=num(lookup(ds, "splits.train")),
-        verdicts=judge_claims([cell_from_run(run)]) if both else [],
+        verdicts=judge_claims([cell_from_run(run)], prior=earlier_spreads(run)) if both else [],
         analyses=run.analyses,
         extra={"resolved": run.resolved, "pairing": run.raw.get("pairing") or {}},
     )

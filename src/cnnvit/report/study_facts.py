@@ -10,6 +10,7 @@ report never imports the code that trains.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import flatten
 from ..errors import CnnvitError
-from ..evidence import CellRecord, Verdict, cell_from_run, judge_claims
+from ..evidence import CellRecord, PriorSpread, Verdict, cell_from_run, judge_claims
 from ..runs import Run, load_run
-from ..runs.files import read_record
+from ..runs.files import DEFAULT_STUDIES_ROOT, read_record
 
 STUDY_SCHEMA_VERSION = 1
 STUDY_KIND = "cnnvit-study"
@@ -143,3 +145,40 @@ def load_study(path: str | Path) -> Study:
         timings=dict(record.get("timings") or {}),
         raw=record,
     )
+
+
+def earlier_spreads(run: Run, root: Path = DEFAULT_STUDIES_ROOT) -> dict[str, PriorSpread]:
+    """The SD over seeds that the latest finished study under `root` of the same pair, dataset
+    and image size measured for each claim: what a one-run power estimate can stand on. Empty
+    when there is none (or the run itself has several seeds' worth of nothing to borrow)."""
+    config = run.config
+    names = {f: run.models[f].name for f in ("cnn", "vit") if f in run.models}
+    found: list[tuple[str, Path]] = []
+    for record_path in sorted(root.glob("*/study.json")) if root.is_dir() else []:
+        try:
+            record = json.loads(record_path.read_text())
+            compare = flatten(record["config"]["compare"])
+            pairs = record["grid"]["pairs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a readable study: it has nothing to lend
+        same_data = (compare.get("dataset"), compare.get("image_size")) == (
+            config.data.dataset, config.models.image_size)  # fmt: skip
+        same_pair = any(p.get("cnn") == names.get("cnn") and p.get("vit") == names.get("vit")
+                        for p in pairs)  # fmt: skip
+        if record.get("status") != "running" and same_data and same_pair:
+            found.append((str(record.get("updated", "")), record_path.parent))
+    for _, path in sorted(found, reverse=True):
+        try:
+            study = load_study(path)
+            verdicts = study.verdicts
+        except CnnvitError:
+            continue
+        spreads = {
+            v.claim_id: PriorSpread(v.evidence.spread, v.evidence.n, f"the study {path}")
+            for v in verdicts
+            if v.evidence is not None and v.evidence.spread is not None
+            and v.claim is not None and v.claim.power_estimate
+        }  # fmt: skip
+        if spreads:
+            return spreads
+    return {}

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import CnnvitError
 
 DEFAULT_RUNS_ROOT = Path("runs")
+DEFAULT_STUDIES_ROOT = Path("studies")  # where `cnnvit study` puts a study without --output-dir
 
 
 def _slug(text: str) -> str:

@@ -34,11 +34,10 @@ from ..errors import CnnvitError, first_line
 from ..evidence.stats import mcnemar_exact_p
 from ..report.study_facts import STUDY_KIND, STUDY_SCHEMA_VERSION
 from ..runs import load_run, read_json, write_json
+from ..runs.files import DEFAULT_STUDIES_ROOT
 from ..runs.lock import HOLDER_NAME, LOCK_NAME, RunLock
 from .executors import CellJob, LocalExecutor, RayExecutor, make_executor, run_cell
 from .grid import Cell, build_study_config, expand_grid, grid_differences, study_values
-
-DEFAULT_STUDIES_ROOT = Path("studies")
 
 
 def _now() -> str:
