@@ -38,6 +38,10 @@ PRESET_PATCH = 4
 NATIVE_SIZE_STEP = 16
 
 REPORTERS = ("none", "tensorboard", "trackio", "wandb")  # accelerate's tracker names
+# --pretraining: what each model was pretrained on (cnnvit.pretraining reads the rest).
+SCRATCH = "none (trained from scratch)"
+UNKNOWN = "unknown"
+_NONE_WORDS = ("none", "scratch", "from-scratch")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse's name
@@ -449,6 +453,23 @@ def family_lr(option: float | str, family: str) -> float | str:
     return option
 
 
+def parse_pretraining_option(text: str) -> dict[str, str]:
+    """`--pretraining cnn=imagenet-1k,vit=unknown` as {family: data}; one line if malformed."""
+    given: dict[str, str] = {}
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        family, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or family.lower() not in FAMILIES or not value:
+            raise CnnvitError(
+                f"--pretraining takes cnn=DATA,vit=DATA (DATA: a dataset name such as "
+                f"imagenet-1k, several joined by +, none or unknown), not '{text}'"
+            )
+        word = value.lower()
+        given[family.lower()] = (
+            SCRATCH if word in _NONE_WORDS else UNKNOWN if word == UNKNOWN else value
+        )
+    return given
+
+
 def validate(config: CompareConfig) -> None:
     """Reject settings that cannot work, with one line saying which and why."""
     t, d, m = config.train, config.data, config.models
@@ -510,8 +531,6 @@ def validate(config: CompareConfig) -> None:
     if m.match not in ("params", "flops"):
         raise CnnvitError(f"--match must be params or flops, not '{m.match}'")
     if m.pretraining:
-        from .pretraining import parse_pretraining_option
-
         parse_pretraining_option(m.pretraining)
 
 

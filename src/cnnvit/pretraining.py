@@ -20,11 +20,7 @@ from typing import Any
 
 import yaml
 
-from .config import FAMILIES, FAMILY_NAMES
-from .errors import CnnvitError
-
-SCRATCH = "none (trained from scratch)"
-UNKNOWN = "unknown"
+from .config import FAMILIES, FAMILY_NAMES, SCRATCH, UNKNOWN
 
 # Spellings of one dataset, so "imagenet" and "imagenet-1k" (or 22k and 21k) compare equal.
 _ALIASES = {
@@ -37,7 +33,6 @@ _ALIASES = {
     "imagenet-22k": "imagenet-21k",
     "imagenet21k": "imagenet-21k",
 }
-_NONE_WORDS = ("none", "scratch", "from-scratch")
 
 
 def _canonical(name: str) -> str:
@@ -57,23 +52,6 @@ def data_key(data: str) -> tuple[str, ...] | None:
 def record(data: str, source: str) -> dict[str, str]:
     """run.json's pretraining record of one model: the data and where it was read."""
     return {"data": data, "source": source}
-
-
-def parse_pretraining_option(text: str) -> dict[str, str]:
-    """`--pretraining cnn=imagenet-1k,vit=unknown` as {family: data}; one line if malformed."""
-    given: dict[str, str] = {}
-    for item in (p.strip() for p in text.split(",") if p.strip()):
-        family, sep, value = (s.strip() for s in item.partition("="))
-        if not sep or family.lower() not in FAMILIES or not value:
-            raise CnnvitError(
-                f"--pretraining takes cnn=DATA,vit=DATA (DATA: a dataset name such as "
-                f"imagenet-1k, several joined by +, none or unknown), not '{text}'"
-            )
-        word = value.lower()
-        given[family.lower()] = (
-            SCRATCH if word in _NONE_WORDS else UNKNOWN if word == UNKNOWN else value
-        )
-    return given
 
 
 def _front_matter(card: Path) -> dict[str, Any]:
