@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from cnnvit.config import parse_pretraining_option
 from cnnvit.errors import CnnvitError
 from cnnvit.models.build import build_model
 from cnnvit.pipeline import compare
 from cnnvit.pretraining import (
     SCRATCH,
     UNKNOWN,
-    parse_pretraining_option,
     pretraining_difference,
     recorded_pretraining,
 )

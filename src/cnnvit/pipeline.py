@@ -34,6 +34,7 @@ from .config import (
     auto_patch_size,
     build_config,
     family_lr,
+    parse_pretraining_option,
     parse_probes,
 )
 from .data import PreparedData, prepare_data
@@ -46,7 +47,7 @@ from .models.card import write_model_card
 from .models.features import cached_features, extract_features, feature_key, model_identity
 from .models.pairing import match_record, pair_ratios, resolve_pair, unmatched_line
 from .models.presets import PROBE_RECIPE
-from .pretraining import parse_pretraining_option, record
+from .pretraining import record
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
