@@ -293,6 +293,9 @@ def _summary(study: Study) -> str:
         "steps": "every cell the same number of optimizer steps",
         "epochs": "every cell the same number of epochs",
     }.get(str(grid.get("budget")), "")
+    if str(grid.get("budget", "")).partition(":")[0] in ("flops", "time"):
+        kind = "training FLOPs" if str(grid["budget"]).startswith("flops") else "training time"
+        budget = f"each model of every cell the same {kind} ({grid['budget']})"
     return (
         f"{len(study.complete_cells)} of {len(study.cells)} cells finished: {pairs}; "
         f"{len(grid.get('seeds', []))} training seeds x {len(grid.get('fractions', []))} "
