@@ -14,6 +14,7 @@ from cnnvit.budgets import Budget, parse_budget, resolve_auto
 from cnnvit.config import TrainConfig, build_config
 from cnnvit.data.preprocess import BatchPreprocessor
 from cnnvit.errors import CnnvitError
+from cnnvit.evidence import CellRecord, Verdict, explain, judge_claims
 from cnnvit.models.build import build_model, count_flops, preset_processor
 from cnnvit.models.presets import CNN_RECIPE, VIT_RECIPE
 from cnnvit.runtime import Runtime, make_accelerator
@@ -152,3 +153,46 @@ def test_more_epochs_estimates_a_saturating_curve_and_declines_a_straight_line()
     assert extra is not None and abs(8 + extra - truth) <= 1.5
     assert more_epochs([0.1 + 0.01 * t for t in range(10)], n, 3) is None  # no curvature
     assert more_epochs([0.5, 0.4, 0.45], n, 3) is None  # too few points
+
+
+# ------------------------------------------------------------------- verdicts at a budget
+
+
+def _cell(mode: str, converged: dict[str, bool], more: float | None = None) -> CellRecord:
+    record = {f: {"converged": c, "epochs": 4, "more_epochs": None if c else more}
+              for f, c in converged.items()}  # fmt: skip
+    metrics = {"accuracy": 0.9, "train_seconds": 10.0, "params": 1000.0}
+    return CellRecord(
+        pair="p", fraction=1.0, n_train=500, seed=0, pretrained=False,
+        metrics={"cnn": metrics, "vit": {**metrics, "accuracy": 0.7}},
+        paired={"only_cnn": 120, "only_vit": 20, "both": 300, "neither": 60},
+        budget_mode=mode, budget=f"equal {mode} (x per model)" if mode != "epochs" else "",
+        epochs=4, convergence=record,
+    )  # fmt: skip
+
+
+def _verdict(cells: list[CellRecord], claim_id: str) -> Verdict:
+    return next(v for v in judge_claims(cells) if v.claim_id == claim_id)
+
+
+def test_an_accuracy_verdict_says_its_budget_and_who_had_not_converged() -> None:
+    both = _verdict([_cell("epochs", {"cnn": True, "vit": True})], "data_efficiency")
+    assert both.budget_note.startswith("This holds at 4 epochs per model")
+    assert both.budget_note in explain(both)
+    behind = _verdict([_cell("flops", {"cnn": True, "vit": False}, more=6.0)], "data_efficiency")
+    assert behind.budget_note.startswith("At this budget only (equal flops")
+    assert "ViT had not converged in 1 of 1 run" in behind.budget_note
+    assert "about 6 more epochs" in behind.budget_note and "2.5x this budget" in behind.budget_note
+    assert "CNN had not" not in behind.budget_note
+    unknown = _verdict([_cell("epochs", {"cnn": False, "vit": True})], "data_efficiency")
+    assert "cannot be estimated" in unknown.budget_note
+    assert (
+        _verdict([_cell("epochs", {"cnn": False, "vit": True})], "cheaper_flops").budget_note == ""
+    )
+
+
+def test_a_time_budget_leaves_the_training_time_claim_not_tested() -> None:
+    timed = _verdict([_cell("time", {"cnn": True, "vit": True})], "cheaper_training_time")
+    assert timed.outcome == "not tested" and "by construction" in timed.reason
+    epochs = _verdict([_cell("epochs", {"cnn": True, "vit": True})], "cheaper_training_time")
+    assert "by construction" not in epochs.reason

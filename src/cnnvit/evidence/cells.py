@@ -46,6 +46,11 @@ class CellRecord:
     # "" for a pair matched on what the run asked; else what it missed and by how much, for
     # the verdict's scope: "unmatched on FLOPs per image (ViT/CNN 6.39x, tolerance 15%)".
     unmatched: str = ""
+    # The budget the models trained under (run.json's budget: "epochs", "flops" or "time", and
+    # its description) and each model's convergence record (training/convergence.py).
+    budget_mode: str = "epochs"
+    budget: str = ""
+    convergence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -182,6 +187,7 @@ def cell_from_run(
     names = [models[f].name if f in models else "?" for f in FAMILIES]
     splits = (run.dataset or {}).get("splits") or {}
     probe_counts = {m: paired_counts(c) for m, c in (probe_paired or {}).items()}
+    budget = (getattr(run, "raw", None) or {}).get("budget") or {}
     return CellRecord(
         pair=pair or "+".join(names),
         fraction=float(run.config.data.train_fraction),
@@ -196,4 +202,11 @@ def cell_from_run(
         repeats={f: model_repeats(models[f].results) for f in FAMILIES if f in models},
         host=host_of(run),
         unmatched=unmatched_note((getattr(run, "raw", None) or {}).get("pairing")),
+        budget_mode=str(budget.get("mode") or "epochs"),
+        budget=str(budget.get("describe") or ""),
+        convergence={
+            f: models[f].results["convergence"]
+            for f in FAMILIES
+            if f in models and isinstance(models[f].results.get("convergence"), dict)
+        },
     )

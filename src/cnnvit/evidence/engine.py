@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from ..errors import CnnvitError
 from . import stats
+from .budgets import budget_not_tested, budget_note, budget_text
 from .cells import CellRecord
 from .claims import CLAIMS, Claim
 from .measures import EVIDENCE, NotTested
@@ -152,7 +153,11 @@ def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: boo
         (f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,} to {sizes[-1]:,}")
         + " training images",
         f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
-        "/".join(map(str, epochs)) + " epochs" if epochs else "",
+        budget_text(cells)
+        if any(c.budget_mode != "epochs" for c in cells)
+        else "/".join(map(str, epochs)) + " epochs"
+        if epochs
+        else "",
     ]
     parts += sorted({c.unmatched for c in cells if c.unmatched})  # a pair that is not what
     # its --match asked says so wherever its verdicts are read
@@ -175,7 +180,12 @@ def judge_claims(
             if claim.evidence not in EVIDENCE:
                 raise ValueError(f"claim {claim.id!r} names unknown evidence {claim.evidence!r}")
             judged.append(
-                (claim, (pair, pretrained), group, EVIDENCE[claim.evidence](claim, group))
+                (
+                    claim,
+                    (pair, pretrained),
+                    group,
+                    budget_not_tested(claim, group) or EVIDENCE[claim.evidence](claim, group),
+                )
             )
     tested = [
         i
@@ -216,6 +226,7 @@ def judge_claims(
             pretrained=pretrained,
             seeds_needed=seeds_needed(claim, evidence, outcome),
             spread=evidence.spread if evidence is not None and claim.power_estimate else None,
+            budget_note=budget_note(claim, group) if evidence is not None else "",
             claim=claim,
         )
         verdicts.append(verdict)

@@ -54,6 +54,9 @@ class Verdict:
     # (`spread`); None when not estimated, or with one seed, where the spread is unknown.
     seeds_needed: int | None = None
     spread: float | None = None
+    # For an accuracy claim: the budget it holds at and whether both models converged there
+    # (budgets.budget_note); "" for other claims.
+    budget_note: str = ""
     claim: Claim | None = field(default=None, repr=False, compare=False)
 
     @property
