@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import MINI
 
+from cnnvit import pipeline
 from cnnvit.budgets import Budget, parse_budget, resolve_auto
+from cnnvit.cli import main
 from cnnvit.config import TrainConfig, build_config
 from cnnvit.data.preprocess import BatchPreprocessor
 from cnnvit.errors import CnnvitError
 from cnnvit.evidence import CellRecord, Verdict, explain, judge_claims
 from cnnvit.models.build import build_model, count_flops, preset_processor
 from cnnvit.models.presets import CNN_RECIPE, VIT_RECIPE
+from cnnvit.runs import RunWriter, load_run
 from cnnvit.runtime import Runtime, make_accelerator
+from cnnvit.study.grid import build_study_config, expand_grid
 from cnnvit.training import Hooks, train_model
 from cnnvit.training.budget import flop_steps, images_in_steps, planned_steps, spent
 from cnnvit.training.convergence import (
@@ -196,3 +202,62 @@ def test_a_time_budget_leaves_the_training_time_claim_not_tested() -> None:
     assert timed.outcome == "not tested" and "by construction" in timed.reason
     epochs = _verdict([_cell("epochs", {"cnn": True, "vit": True})], "cheaper_training_time")
     assert "by construction" not in epochs.reason
+
+
+@pytest.mark.slow  # a resume test
+def test_a_flop_budget_run_interrupted_resumes_to_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {**MINI, "dataset": "digits", "budget": "flops:auto", "epochs": 3}
+    reference = load_run(pipeline.compare(output=str(tmp_path / "ref"), **settings))
+    real = RunWriter.epoch_done
+
+    def interrupt_after_two(self: RunWriter, family: str, row: dict) -> None:
+        real(self, family, row)
+        if family == "cnn" and len(self.model(family)["history"]) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C between epochs
+
+    monkeypatch.setattr(RunWriter, "epoch_done", interrupt_after_two)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compare(output=str(cut), **settings)
+    monkeypatch.setattr(RunWriter, "epoch_done", real)
+    assert load_run(cut).status == "interrupted"
+    assert (cut / ".checkpoints" / "cnn").is_dir()  # resumed from its second epoch, not redone
+    resumed = load_run(pipeline.compare(resume=cut))
+    assert resumed.raw["budget"] == reference.raw["budget"]
+    for family in ("cnn", "vit"):
+        a, b = reference.models[family].results, resumed.models[family].results
+        drop = ("seconds",)
+        assert [{k: v for k, v in r.items() if k not in drop} for r in b["history"]] == [
+            {k: v for k, v in r.items() if k not in drop} for r in a["history"]
+        ]
+        assert {k: v for k, v in b["budget"].items() if k != "seconds"} == {
+            k: v for k, v in a["budget"].items() if k != "seconds"
+        }
+        assert b["budget"]["flops"] <= reference.raw["budget"]["value"]
+
+
+def test_the_command_line_takes_budgets_and_refuses_a_bad_one_in_one_line(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    code = main(["compare", "--budget", "flops:lots", "--output-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("cnnvit: error:")]
+    assert code == 1 and len(lines) == 1 and "--budget" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])  # the study's --budget takes compare's budgets too
+    assert "flops:X" in capsys.readouterr().out
+
+
+def test_a_study_passes_a_flop_or_time_budget_to_every_cell() -> None:
+    flops = build_study_config({"budget": "flops:2e9", "fractions": "0.5,1", "epochs": 4})
+    assert flops.budget == "flops:2e9" and flops.compare.train.budget == "flops:2e9"
+    assert {c.epochs for c in expand_grid(flops, 1000)} == {4}  # the budget sets the steps
+    fixed = build_study_config({"budget": "epochs:5"})
+    assert fixed.budget == "epochs" and fixed.compare.train.epochs == 5
+    assert build_study_config({"budget": "time:30"}).compare.train.budget == "time:30"
+    for bad in ("steps:3", "flops:-2", "epochs:x"):
+        with pytest.raises(CnnvitError, match="--budget"):
+            build_study_config({"budget": bad})
