@@ -267,7 +267,8 @@ def _epoch_done(
     if hooks.on_epoch is not None:
         hooks.on_epoch(row)
     if accelerator.trackers and hooks.tracker_prefix:
-        logged = {f"{hooks.tracker_prefix}/{k}": float(v) for k, v in row.items() if k != "epoch"}
+        logged = {f"{hooks.tracker_prefix}/{k}": float(v) for k, v in row.items()
+                  if k not in ("epoch", "steps", "images")}  # curves only  # fmt: skip
         accelerator.log(logged, step=int(row["epoch"]))
     if hooks.checkpoint_dir is not None:
         save_checkpoint(accelerator, hooks.checkpoint_dir, state.to_checkpoint())
