@@ -19,8 +19,10 @@ from cnnvit.config import TrainConfig, build_config
 from cnnvit.data.preprocess import BatchPreprocessor
 from cnnvit.errors import CnnvitError
 from cnnvit.evidence import CellRecord, Verdict, explain, judge_claims
+from cnnvit.evidence.cells import compute_curve, model_repeats
 from cnnvit.models.build import build_model, count_flops, preset_processor
 from cnnvit.models.presets import CNN_RECIPE, VIT_RECIPE
+from cnnvit.report.study_figures import flop_crossing
 from cnnvit.runs import RunWriter, load_run
 from cnnvit.runtime import Runtime, make_accelerator
 from cnnvit.study.grid import build_study_config, expand_grid
@@ -261,3 +263,25 @@ def test_a_study_passes_a_flop_or_time_budget_to_every_cell() -> None:
     for bad in ("steps:3", "flops:-2", "epochs:x"):
         with pytest.raises(CnnvitError, match="--budget"):
             build_study_config({"budget": bad})
+
+
+def test_the_compute_curve_and_where_two_families_cross_in_flops() -> None:
+    results = {"flops_per_image": 10, "history": [
+        {"val_accuracy": 0.5, "images": 100}, {"val_accuracy": 0.7, "images": 40}]}  # fmt: skip
+    assert compute_curve(results, 100) == [(3000.0, 0.5), (4200.0, 0.7)]
+    # the ViT starts lower and ends higher: 30 -> 90 against the CNN's 50 -> 70 -> 80, linear
+    # in log FLOPs: -10 points at 1e6, +10 at 1e8, so they cross halfway, at 1e7
+    cnn = [(1e4, 50.0), (1e6, 70.0), (1e8, 80.0)]
+    assert flop_crossing({"cnn": cnn, "vit": [(1e4, 30.0), (1e8, 90.0)]}) == pytest.approx(1e7)
+    flat = [(1e4, 60.0), (1e8, 60.0)]
+    assert flop_crossing({"cnn": flat, "vit": [(1e4, 40.0), (1e8, 80.0)]}) == pytest.approx(1e6)
+    assert flop_crossing({"cnn": cnn, "vit": [(x, a - 30) for x, a in cnn]}) is None
+    assert flop_crossing({"cnn": cnn, "vit": [(1e9, 99.0), (1e10, 99.0)]}) is None  # no overlap
+
+
+def test_a_cut_last_epoch_is_not_a_timing_repeat_and_flop_budgets_leave_time_to_totals() -> None:
+    rows = [{"seconds": 1.0, "images": 100}] * 7 + [{"seconds": 0.1, "images": 10}]
+    epochs = model_repeats({"history": rows, "budget": {"mode": "epochs"}})
+    assert epochs["train_seconds"] == [1.0] * 6  # the first epoch (warm-up) and the cut one out
+    flops = model_repeats({"history": rows, "budget": {"mode": "flops"}})
+    assert "train_seconds" not in flops and flops["train_images_per_second"] == [1.0] * 6
