@@ -154,7 +154,7 @@ def resolve_recipe(
         layer_decay=row.layer_decay if config.adapt != "probe" else 1.0,
         adapt=config.adapt,
         budget=budget,
-        steps=total_steps,
+        steps=steps or 0,  # an epoch budget: the loop counts each process's own steps
         rule=(
             f"{round(passes, 2):g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, "
             f"1 at >= {LONG_EPOCHS:g}, log-linear between) of the row's label smoothing and "
