@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MINI
+from conftest import MINI, STUDY
 
 from cnnvit import pipeline
 from cnnvit.budgets import Budget, parse_budget, resolve_auto
@@ -22,9 +22,11 @@ from cnnvit.evidence import CellRecord, Verdict, explain, judge_claims
 from cnnvit.evidence.cells import compute_curve, model_repeats
 from cnnvit.models.build import build_model, count_flops, preset_processor
 from cnnvit.models.presets import CNN_RECIPE, VIT_RECIPE
+from cnnvit.report.study_facts import load_study
 from cnnvit.report.study_figures import flop_crossing
 from cnnvit.runs import RunWriter, load_run
 from cnnvit.runtime import Runtime, make_accelerator
+from cnnvit.study import study
 from cnnvit.study.grid import build_study_config, expand_grid
 from cnnvit.training import Hooks, train_model
 from cnnvit.training.budget import flop_steps, images_in_steps, planned_steps, spent
@@ -285,3 +287,24 @@ def test_a_cut_last_epoch_is_not_a_timing_repeat_and_flop_budgets_leave_time_to_
     assert epochs["train_seconds"] == [1.0] * 6  # the first epoch (warm-up) and the cut one out
     flops = model_repeats({"history": rows, "budget": {"mode": "flops"}})
     assert "train_seconds" not in flops and flops["train_images_per_second"] == [1.0] * 6
+
+
+@pytest.mark.slow  # a study test
+def test_a_flop_budget_study_trains_every_model_to_it_and_draws_accuracy_against_flops(
+    tmp_path: Path,
+) -> None:
+    budget = 2e9
+    root = tmp_path / "flops"
+    study(output=str(root), **{**STUDY, "seeds": [0], "budget": f"flops:{budget:g}"})
+    cells = load_study(root).records
+    assert len(cells) == 2 and all(c.budget_mode == "flops" for c in cells)
+    for cell in cells:
+        for family in ("cnn", "vit"):
+            spent_flops = cell.metrics[family]["train_flops"]
+            step = 3 * cell.metrics[family]["flops_per_image"] * STUDY["batch_size"]
+            assert spent_flops <= budget < spent_flops + step, (cell.n_train, family)
+            assert cell.compute[family][-1][0] == pytest.approx(spent_flops)
+    report = (root / "report.md").read_text()
+    assert "## Accuracy against training compute" in report
+    assert (root / "figures" / "compute.png").is_file()
+    assert "equal training FLOPs (2e+09 per model)" in report
