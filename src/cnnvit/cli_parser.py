@@ -51,15 +51,17 @@ def _add_config_flags(
     parser: argparse.ArgumentParser,
     stages: Sequence[str],
     defaults: Mapping[str, Any] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     """One flag per config field, default left unset so that only given flags override.
 
-    `defaults` replaces the defaults the help shows (a study's own, where they differ)."""
+    `defaults` replaces the defaults the help shows (a study's own, where they differ); `skip`
+    names fields another group defines (a study's own --budget takes compare's budgets too)."""
     for stage in stages:
         cls = STAGES[stage] if stage in STAGES else CompareConfig
         group = parser.add_argument_group(f"{stage} options")
         for f in dataclasses.fields(cls):
-            if stage not in STAGES and f.name in STAGES:
+            if stage not in STAGES and f.name in STAGES or f.name in skip:
                 continue
             flags = option_strings(f.name, f.metadata)
             help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help
@@ -235,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_flags(study)
     from .study.grid import STUDY_DEFAULTS
 
-    _add_config_flags(study, ["data", "models", "train"], STUDY_DEFAULTS)
+    _add_config_flags(study, ["data", "models", "train"], STUDY_DEFAULTS, frozenset({"budget"}))
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a saved model on a dataset's test split",

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .budgets import parse_budget
 from .errors import CnnvitError
 
 # The vocabulary of the runtime settings (runtime.py resolves them).
@@ -149,6 +150,14 @@ class TrainConfig:
     """One training recipe, applied identically to both models."""
 
     epochs: int = _opt(20, "training epochs for each model", aliases=("num_train_epochs",))
+    budget: str = _opt(
+        "epochs",
+        "how long each model trains: epochs (--epochs passes; epochs:N sets N), flops:X (the "
+        "whole steps that fit in X training FLOPs, forward FLOPs x 3 per image, such as "
+        "flops:2e12; flops:auto is --epochs passes of the cheaper model) or time:SECONDS (that "
+        "many seconds of training steps on this machine); the schedule is laid out over each "
+        "model's own steps",
+    )
     batch_size: int = _opt(64, "training batch size", aliases=("per_device_train_batch_size",))
     lr: float | str = _opt(
         "usual",
@@ -281,8 +290,10 @@ class StudyConfig:
     budget: str = _opt(
         "steps",
         "steps: every cell takes as many optimizer steps as the full split does in --epochs (a "
-        "smaller subset runs more epochs, at most --max-epochs); epochs: every cell runs --epochs",
-        choices=STUDY_BUDGETS,
+        "smaller subset runs more epochs, at most --max-epochs); epochs (or epochs:N): every "
+        "cell runs --epochs; flops:X or time:SECONDS: each model of every cell trains for X "
+        "training FLOPs or that many seconds, as compare's --budget (flops:auto: --epochs passes "
+        "of the cell's own images by the cheaper model)",
     )
     max_epochs: int = _opt(100, "most epochs a cell may run under --budget steps")
     quick: bool = _opt(False, "a fast, smaller study: nano pair at 16 px, fewer epochs")
@@ -401,6 +412,10 @@ def flatten(values: dict[str, Any]) -> dict[str, Any]:
 def build_config(values: dict[str, Any]) -> CompareConfig:
     """Build a `CompareConfig` from flat or stage-grouped values; unknown keys are errors."""
     flat = resolve_hub_pair(flatten(values))
+    spec = str(flat.get("budget", "")).strip().lower()
+    amount = spec.partition(":")[2]
+    if spec.startswith("epochs:") and amount.isdigit() and "epochs" not in flat:
+        flat["epochs"] = int(amount)  # epochs:N is --epochs N (validate checks they agree)
     table = stage_fields()
     grouped: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     top: dict[str, Any] = {}
@@ -475,6 +490,14 @@ def validate(config: CompareConfig) -> None:
     t, d, m = config.train, config.data, config.models
     if t.epochs < 1:
         raise CnnvitError(f"--epochs must be at least 1, not {t.epochs}")
+    budget = parse_budget(t.budget, t.epochs)
+    if budget.mode == "epochs" and budget.value != t.epochs:
+        raise CnnvitError(f"--budget {t.budget} and --epochs {t.epochs} disagree: give one of them")
+    if budget.mode != "epochs" and t.adapt == "probe":
+        raise CnnvitError(
+            f"--budget {t.budget}: a probe trains on cached features, so its FLOPs and time "
+            "are not the model's; use --budget epochs with --adapt probe"
+        )
     if t.batch_size < 1 or (t.eval_batch_size != "auto" and t.eval_batch_size < 1):
         raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
     if t.adapt not in ADAPT_MODES:

@@ -28,6 +28,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from .analyses import probe_names, run_probes
+from .budgets import Budget, parse_budget, resolve_auto
 from .config import (
     FAMILIES,
     CompareConfig,
@@ -53,7 +54,14 @@ from .runs import RunWriter, create_run_dir, load_run
 from .runs.lock import RunLock
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import Hooks, train_model
+from .training.budget import (
+    budget_record,
+    measure_step_rate,
+    planned_steps,
+    spent,
+)
 from .training.checkpoint import remove_checkpoints
+from .training.convergence import convergence_record
 from .training.recipe import Recipe, resolve_recipe
 from .training.trackers import start_trackers, tracker_options
 from .training.tuning import TuningResult, tune_learning_rate, untuned
@@ -131,6 +139,7 @@ def _fresh(config: CompareConfig | None, report: bool, settings: dict[str, Any])
         )
         writer.update("timings", {"prepare_seconds": prepare_seconds})
         writer.update("pairing", pairing)
+        writer.update("budget", _budget(config, data, built))
         _run(config, data, built, writer, runtime)
         comparison = _comparison(run_dir) if main else None
         writer.finish(comparison, {"total_seconds": time.perf_counter() - started})
@@ -212,6 +221,17 @@ def _resume(run_dir: Path) -> Path:
         if lock is not None:
             lock.release()
     return run_dir
+
+
+def _budget(config: CompareConfig, data: PreparedData, built: dict[str, BuiltModel]) -> dict:
+    """run.json's `budget` block, `flops:auto` resolved from the pair's FLOPs per image."""
+    t = config.train
+    budget = parse_budget(t.budget, t.epochs)
+    if budget.mode == "flops" and budget.value is None:
+        flops = {f: count_flops(b.model, processor_image_size(b.processor))
+                 for f, b in built.items()}  # fmt: skip
+        budget = resolve_auto(budget, t.epochs, int(data.summary()["splits"]["train"]), flops)
+    return budget_record(budget, t.budget)
 
 
 def patch_size_for(requested: int | str, image_size: int, data: PreparedData) -> int:
@@ -400,7 +420,18 @@ def _train_and_evaluate(
     # The recipe, resolved once from the config, the model's row and the budget; the learning
     # rate is the row's (lr "usual"), the number given, or chosen on validation with an equal
     # budget for both models (lr "auto"), its trials starting from copies of the same weights.
-    recipe = resolve_recipe(config.train, built.recipe, len(train[1]), image_size)
+    recorded = writer.record.get("budget") or {"mode": "epochs", "value": config.train.epochs}
+    budget = Budget(recorded["mode"], recorded["value"])  # a run from before budgets: epochs
+    batch = config.train.batch_size * accelerator.num_processes
+    steps = planned_steps(
+        budget, flops, len(fit_train[1]), batch,
+        lambda: measure_step_rate(fit_model, fit_preprocess, fit_train, batch, runtime),
+        earlier=(writer.model(family).get("recipe") or {}).get("steps"),
+    )  # fmt: skip
+    recipe = resolve_recipe(config.train, built.recipe, len(train[1]), image_size, steps,
+                            budget.text)  # fmt: skip
+    if budget.mode == "time":
+        recipe = dataclasses.replace(recipe, deadline_seconds=float(budget.value))
     checkpoints = writer.path / ".checkpoints" / family
     earlier = writer.model(family).get("tuning")  # resuming: the rate was already chosen
     if earlier:
@@ -448,6 +479,8 @@ def _train_and_evaluate(
     results = {
         "best_epoch": result.best_epoch,
         "history": result.history,
+        "budget": spent(budget, result.history, flops, len(fit_train[1])),
+        "convergence": convergence_record(result.history, len(fit_validation[1])),
         "training": {
             **training_record(result.recipe, runtime, family, preprocess.channels_last),
             "adapt": adapt,

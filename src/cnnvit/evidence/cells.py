@@ -51,6 +51,14 @@ class CellRecord:
     # names), and how the run adapted them ("full", "head", "probe"; "" when not recorded).
     pretraining: Mapping[str, str] = field(default_factory=dict)
     adaptation: str = ""
+    # The budget the models trained under (run.json's budget: "epochs", "flops" or "time", and
+    # its description) and each model's convergence record (training/convergence.py).
+    budget_mode: str = "epochs"
+    budget: str = ""
+    convergence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Each model's validation accuracy after each epoch against the training FLOPs spent by
+    # then (compute_curve): the accuracy-against-compute curve.
+    compute: Mapping[str, Sequence[tuple[float, float]]] = field(default_factory=dict)
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -81,7 +89,33 @@ def overfit_gap(history: Sequence[Mapping[str, Any]]) -> float | None:
     return None if train is None or val is None else 100.0 * (train - val)
 
 
-def model_metrics(results: Mapping[str, Any]) -> dict[str, float]:
+def train_flops(results: Mapping[str, Any], n_train: int = 0) -> float | None:
+    """Training FLOPs one model spent: its budget record's, or for a run from before budgets,
+    forward FLOPs x 3 x its epochs x `n_train` images."""
+    spent = _number((results.get("budget") or {}).get("flops"))
+    forward = _number(results.get("flops_per_image"))
+    history = results.get("history") or []
+    if spent is None and forward is not None and history and n_train > 0:
+        spent = 3.0 * forward * len(history) * n_train
+    return spent
+
+
+def compute_curve(results: Mapping[str, Any], n_train: int) -> list[tuple[float, float]]:
+    """(training FLOPs spent, validation accuracy) after each epoch: forward FLOPs x 3 x the
+    images trained so far (each row's, or `n_train` for a run from before rows counted them)."""
+    forward = _number(results.get("flops_per_image"))
+    if forward is None:
+        return []
+    curve, images = [], 0.0
+    for row in results.get("history") or []:
+        images += _number(row.get("images")) or n_train
+        accuracy = _number(row.get("val_accuracy"))
+        if accuracy is not None and images > 0:
+            curve.append((3.0 * forward * images, accuracy))
+    return curve
+
+
+def model_metrics(results: Mapping[str, Any], n_train: int = 0) -> dict[str, float]:
     """One model's claim metrics from its run.json block; missing values are left out."""
     test = results.get("test") or {}
     efficiency = results.get("efficiency") or {}
@@ -97,6 +131,7 @@ def model_metrics(results: Mapping[str, Any]) -> dict[str, float]:
         "train_seconds": efficiency.get("train_seconds"),
         "epochs_to_95": epochs_to_95(history),
         "overfit_gap": overfit_gap(history),
+        "train_flops": train_flops(results, n_train),
     }
     return {k: float(v) for k, v in values.items() if _number(v) is not None}
 
@@ -111,11 +146,17 @@ def model_repeats(results: Mapping[str, Any]) -> dict[str, list[float]]:
     up to the same image count for both models); metrics with fewer than MIN_REPEATS are left
     out."""
     recorded = (results.get("efficiency") or {}).get("repeats") or {}
-    seconds = [_number(r.get("seconds")) for r in (results.get("history") or [])[1:]]
+    rows = (results.get("history") or [])[1:]
+    # Under a FLOP or time budget the last epoch may be cut short: time whole epochs only, and
+    # leave training time to the totals (an epoch's time is not the budget's time).
+    whole = max((_number(r.get("images")) or 0 for r in rows), default=0)
+    rows = [r for r in rows if (_number(r.get("images")) or whole) >= whole]
+    seconds = [_number(r.get("seconds")) for r in rows]
     seconds = [s for s in seconds if s is not None and s > 0]
+    equal_epochs = (results.get("budget") or {}).get("mode", "epochs") == "epochs"
     values = {
         **{k: [float(v) for v in vs] for k, vs in recorded.items()},
-        "train_seconds": seconds,
+        "train_seconds": seconds if equal_epochs else [],
         "train_images_per_second": [1 / s for s in seconds],
     }
     return {k: v for k, v in values.items() if len(v) >= MIN_REPEATS}
@@ -187,7 +228,11 @@ def cell_from_run(
     models = run.models
     if probe_metrics is None:  # the run's own saved probes, if it has any
         probe_metrics = getattr(run, "probe_claims", None)
-    metrics = {f: model_metrics(models[f].results) if f in models else {} for f in FAMILIES}
+    splits = (run.dataset or {}).get("splits") or {}
+    n_train = int(splits.get("train", 0))
+    metrics = {
+        f: model_metrics(models[f].results, n_train) if f in models else {} for f in FAMILIES
+    }
     for metric, by_family in (probe_metrics or {}).items():
         for family in FAMILIES:
             value = _number(by_family.get(family))
@@ -196,6 +241,7 @@ def cell_from_run(
     names = [models[f].name if f in models else "?" for f in FAMILIES]
     splits = (run.dataset or {}).get("splits") or {}
     probe_counts = {m: paired_counts(c) for m, c in (probe_paired or {}).items()}
+    budget = (getattr(run, "raw", None) or {}).get("budget") or {}
     return CellRecord(
         pair=pair or "+".join(names),
         fraction=float(run.config.data.train_fraction),
@@ -212,4 +258,12 @@ def cell_from_run(
         unmatched=unmatched_note((getattr(run, "raw", None) or {}).get("pairing")),
         pretraining={f: pretraining_of(models[f]) for f in FAMILIES if f in models},
         adaptation=str(getattr(run.config.train, "adapt", "") or ""),
+        budget_mode=str(budget.get("mode") or "epochs"),
+        budget=str(budget.get("describe") or ""),
+        compute={f: compute_curve(models[f].results, n_train) for f in FAMILIES if f in models},
+        convergence={
+            f: models[f].results["convergence"]
+            for f in FAMILIES
+            if f in models and isinstance(models[f].results.get("convergence"), dict)
+        },
     )

@@ -48,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from ..errors import CnnvitError
 from ..pretraining import SCRATCH, UNKNOWN, pretraining_difference, pretraining_scope
 from . import stats
+from .budgets import budget_not_tested, budget_note, budget_text
 from .cells import CellRecord
 from .claims import CLAIMS, Claim
 from .measures import EVIDENCE, NotTested, params_mismatch
@@ -169,7 +170,11 @@ def _scope(claim: Claim, cells: Sequence[CellRecord], pair: str, pretrained: boo
         (f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,} to {sizes[-1]:,}")
         + " training images",
         f"{len(seeds)} seed{'s' * (len(seeds) != 1)}",
-        "/".join(map(str, epochs)) + " epochs" if epochs else "",
+        budget_text(cells)
+        if any(c.budget_mode != "epochs" for c in cells)
+        else "/".join(map(str, epochs)) + " epochs"
+        if epochs
+        else "",
     ]
     parts += sorted({c.unmatched for c in cells if c.unmatched})  # a pair that is not what
     # its --match asked says so wherever its verdicts are read
@@ -227,7 +232,7 @@ def judge_claims(
         for claim in claims:
             if claim.evidence not in EVIDENCE:
                 raise ValueError(f"claim {claim.id!r} names unknown evidence {claim.evidence!r}")
-            early = _before_evidence(claim, group)
+            early = _before_evidence(claim, group) or budget_not_tested(claim, group)
             evidence = early or EVIDENCE[claim.evidence](claim, group)
             judged.append((claim, (pair, pretrained), group, evidence))
     confounded = {
@@ -280,6 +285,7 @@ def judge_claims(
             spread=spread,
             spread_source=used.source if used else "",
             spread_seeds=used.seeds if used else None,
+            budget_note=budget_note(claim, group) if evidence is not None else "",
             claim=claim,
         )
         verdicts.append(verdict)

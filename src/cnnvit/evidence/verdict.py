@@ -60,6 +60,9 @@ class Verdict:
     spread: float | None = None
     spread_source: str = ""
     spread_seeds: int | None = None
+    # For an accuracy claim: the budget it holds at and whether both models converged there
+    # (budgets.budget_note); "" for other claims.
+    budget_note: str = ""
     claim: Claim | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -166,7 +166,8 @@ def explain(verdict: Verdict) -> str:
         "no_replicates": "one run has no spread to test it against; repeat over seeds",
     }[verdict.rule]
     sentence = f"{_effect_clause(verdict)}{interval}: {why}."
-    return sentence[0].upper() + sentence[1:] + what_it_would_take(verdict)
+    note = f" {verdict.budget_note}" if verdict.budget_note else ""
+    return sentence[0].upper() + sentence[1:] + what_it_would_take(verdict) + note
 
 
 def confounded_sentence(verdict: Verdict) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..evidence import VERDICT_COLUMNS, verdict_row, verdict_sentence
 from ..runs import load_run
+from .budget import budget_blocks
 from .facts import ROLE, SIDES, RunFacts, facts_from_run, lookup, num, ratio, show, times
 from .figures import accuracy_vs_cost, confusions, learning_curves, per_class_f1
 from .probes import probe_blocks
@@ -326,6 +327,7 @@ def _setup(f: RunFacts) -> list[Block]:
         ("p", same),
         *([("p", pairing)] if pairing else []),
         *_tuning(f),
+        *budget_blocks(f),
         ("table", ["setting", "value"], [[k, str(v)] for k, v in recipe], "ll"),
         ("table", ["", "model", "source", "pretraining", "parameters", "FLOPs / image"], models,
          "llllrr"),

@@ -92,7 +92,11 @@ def facts_from_run(run: Run) -> RunFacts:
         n_train=num(lookup(ds, "splits.train")),
         verdicts=judge_claims([cell_from_run(run)], prior=earlier_spreads(run)) if both else [],
         analyses=run.analyses,
-        extra={"resolved": run.resolved, "pairing": run.raw.get("pairing") or {}},
+        extra={
+            "resolved": run.resolved,
+            "pairing": run.raw.get("pairing") or {},
+            "budget": run.raw.get("budget") or {},
+        },
     )
 
 

@@ -59,6 +59,9 @@ def accuracy_sentences(f: RunFacts) -> list[str]:
         )
     else:
         means = f"With {p_text(p)} a gap this one-sided is unlikely to be chance on this test set."
+    # the budget the accuracy holds at and whether both models converged (evidence/budgets.py)
+    note = next((v.budget_note for v in f.verdicts if v.budget_note), "")
+    means += f" {note}" if note else ""
     seed = (
         "This is one seed, which does not measure seed-to-seed variation: another "
         "initialisation and data order could move either model by an unknown amount."

@@ -194,3 +194,80 @@ def training_dynamics(epochs_rows: Sequence[FractionRow], gap_rows: Sequence[Fra
         ax.legend(fontsize=8)
     fig.suptitle("Training: means over seeds with 95% t bands")
     return _png(fig)
+
+
+def flop_curves(cells: Sequence[CellRecord]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per group and family, at the group's largest training size: the mean over seeds of the
+    validation accuracy (in %) after each epoch against the training FLOPs spent by then
+    (geometric mean over seeds), in increasing FLOPs: the accuracy-against-compute curve."""
+    out: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(dict)
+    names = {c.pair + (" (pretrained)" if c.pretrained else "") for c in cells}
+    for name in sorted(names):
+        mine = [c for c in cells if c.pair + (" (pretrained)" if c.pretrained else "") == name]
+        largest = [c for c in mine if c.n_train == max(m.n_train for m in mine)]
+        for family in FAMILIES:
+            runs = [list(c.compute.get(family, [])) for c in largest]
+            length = min((len(r) for r in runs), default=0)
+            if length == 0:
+                continue
+            out[name][family] = [
+                (float(np.exp(np.mean([np.log(r[i][0]) for r in runs]))),
+                 100 * float(np.mean([r[i][1] for r in runs])))
+                for i in range(length)
+            ]  # fmt: skip
+    return dict(out)
+
+
+def flop_crossing(curves: dict[str, list[tuple[float, float]]]) -> float | None:
+    """Training FLOPs where the two families' mean curves cross (linear in log FLOPs, over
+    the range both cover), the last crossing if several; None when they do not cross."""
+    if not all(len(curves.get(f, [])) >= 2 for f in FAMILIES):
+        return None
+    logs = {f: np.log([x for x, _ in curves[f]]) for f in FAMILIES}
+    low, high = max(v.min() for v in logs.values()), min(v.max() for v in logs.values())
+    if low >= high:
+        return None
+    grid = np.linspace(low, high, 200)
+    gap = np.interp(grid, logs["vit"], [a for _, a in curves["vit"]]) - np.interp(
+        grid, logs["cnn"], [a for _, a in curves["cnn"]]
+    )
+    flips = np.nonzero(np.sign(gap[:-1]) * np.sign(gap[1:]) < 0)[0]
+    if not len(flips):
+        return None
+    i = int(flips[-1])
+    x = grid[i] - gap[i] * (grid[i + 1] - grid[i]) / (gap[i + 1] - gap[i])
+    return float(np.exp(x))
+
+
+def accuracy_vs_flops(cells: Sequence[CellRecord]) -> bytes | None:
+    """Validation accuracy against training FLOPs spent, per family (log x), at each group's
+    largest training size: thin lines single seeds, thick the mean, and the crossing."""
+    curves = flop_curves(cells)
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.4), squeeze=False)
+    for ax, (name, by_family) in zip(axes[0], curves.items(), strict=True):
+        mine = [c for c in cells if c.pair + (" (pretrained)" if c.pretrained else "") == name]
+        largest = max(c.n_train for c in mine)
+        for cell in (c for c in mine if c.n_train == largest):
+            for family in FAMILIES:
+                curve = cell.compute.get(family) or []
+                if curve:
+                    xs, ys = zip(*curve, strict=True)
+                    ax.plot(xs, [100 * y for y in ys], "-", color=COLORS[family], alpha=0.3,
+                            lw=1)  # fmt: skip
+        for family, curve in by_family.items():
+            ax.plot(*zip(*curve, strict=True), "-o", color=COLORS[family], ms=3,
+                    label=f"{ROLE[family]} mean over seeds")  # fmt: skip
+        crossing = flop_crossing(by_family)
+        if crossing is not None:
+            ax.axvline(crossing, color="#4a5568", ls="--", lw=1,
+                       label=f"curves cross at {crossing:.3g} FLOPs")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs spent (forward x 3 per image, log scale)")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(f"{name}, {largest:,} training images")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle("Accuracy against training compute, epoch by epoch")
+    return _png(fig)

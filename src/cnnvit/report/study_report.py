@@ -30,7 +30,15 @@ from ..evidence.stats import paired_accuracy_difference
 from ..evidence.wording import format_interval, format_p
 from .render import Block, write_report
 from .study_facts import Study, load_study
-from .study_figures import cost_ratios, data_efficiency, difference_trend, training_dynamics
+from .study_figures import (
+    accuracy_vs_flops,
+    cost_ratios,
+    data_efficiency,
+    difference_trend,
+    flop_crossing,
+    flop_curves,
+    training_dynamics,
+)
 
 CAPTIONS = {
     "data_efficiency": "Data efficiency: test accuracy against training images (log scale). "
@@ -42,6 +50,10 @@ CAPTIONS = {
     "slope's 95% interval, pivoting on the mean.",
     "costs": "Costs as ViT/CNN ratios, one dot per cell (log scale, 1 = equal); the bar is the "
     "geometric mean the cost verdicts test.",
+    "compute": "Validation accuracy after each epoch against the training FLOPs spent by then "
+    "(forward FLOPs x 3 per trained image, log scale), at the largest training size: the "
+    "curve the scaling literature draws. Thin lines are single seeds, thick ones the mean over "
+    "seeds, and the dashed line marks where the two families' means cross, if they do.",
     "training": "Training dynamics per training size: epochs until validation accuracy reached "
     "95% of the model's best (left) and the final train - validation accuracy gap (right); "
     "means over seeds with 95% t bands.",
@@ -96,6 +108,9 @@ def _pngs(study: Study, verdicts: list[Verdict]) -> dict[str, bytes]:
             trends = {_group(v): v for v in verdicts if _figure_for(v) == "difference"}
             pngs["difference"] = difference_trend(accuracy, cells, trends)
     pngs["costs"] = cost_ratios(cells)
+    compute = accuracy_vs_flops(cells)
+    if compute is not None:
+        pngs["compute"] = compute
     epochs = fraction_table(cells, "epochs_to_95", 1.0)
     gaps = fraction_table(cells, "overfit_gap", 1.0)
     if epochs or gaps:
@@ -286,6 +301,30 @@ def _cost_section(study: Study) -> list[Block]:
     return [("table", ["", "value"], rows, "lr")]
 
 
+def _compute_section(study: Study, pngs: dict[str, bytes]) -> list[Block]:
+    """Accuracy against training FLOPs: the figure and, per group, where the curves cross."""
+    if "compute" not in pngs:
+        return []
+    lines = []
+    for name, curves in flop_curves(study.records).items():
+        crossing = flop_crossing(curves)
+        ahead = {f: c[-1][1] for f, c in curves.items()}
+        where = (
+            f"the ViT's and the CNN's mean validation curves cross at about {crossing:.3g} "
+            "training FLOPs"
+            if crossing is not None
+            else "the two families' mean validation curves do not cross over the FLOPs both cover"
+        )
+        if set(ahead) == set(FAMILIES):
+            where += (
+                f"; at the end of training the CNN reached {ahead['cnn']:.1f}% and the ViT "
+                f"{ahead['vit']:.1f}% validation accuracy"
+            )
+        lines.append(f"{name}: {where}.")
+    return [("h2", "Accuracy against training compute"), ("figure", "compute",
+            CAPTIONS["compute"]), ("p", " ".join(lines))]  # fmt: skip
+
+
 def _summary(study: Study) -> str:
     grid = study.grid
     run = study.first_run
@@ -296,6 +335,9 @@ def _summary(study: Study) -> str:
         "steps": "every cell the same number of optimizer steps",
         "epochs": "every cell the same number of epochs",
     }.get(str(grid.get("budget")), "")
+    if str(grid.get("budget", "")).partition(":")[0] in ("flops", "time"):
+        kind = "training FLOPs" if str(grid["budget"]).startswith("flops") else "training time"
+        budget = f"each model of every cell the same {kind} ({grid['budget']})"
     return (
         f"{len(study.complete_cells)} of {len(study.cells)} cells finished: {pairs}; "
         f"{len(grid.get('seeds', []))} training seeds x {len(grid.get('fractions', []))} "
@@ -363,6 +405,7 @@ def study_content(study: Study, pngs: dict[str, bytes], verdicts: list[Verdict])
     else:
         blocks.append(("p", "No cell has finished yet, so there is nothing to judge."))
     blocks += [("h2", "Accuracy by training size"), *_size_tables(study, several)]
+    blocks += _compute_section(study, pngs)
     if "training" in pngs and "training" not in {_figure_for(v) for v in verdicts}:
         blocks.append(("figure", "training", CAPTIONS["training"]))
     blocks += [("h2", "Cells"), *_cell_table(study)]

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..budgets import BUDGET_MODES
 from ..config import STUDY_BUDGETS, StudyConfig, build_config, field_aliases, flatten
 from ..errors import CnnvitError
 
@@ -183,10 +184,21 @@ def build_study_config(values: dict[str, Any]) -> StudyConfig:
             "give either --pairs or --cnn/--vit (or --hub-pair) for a study, not both: --pairs "
             "names preset sizes"
         )
+    budget = str(study.get("budget", "steps")).strip().lower()
+    mode, _, amount = budget.partition(":")
+    if mode not in STUDY_BUDGETS + BUDGET_MODES or (mode == "steps" and amount):
+        choices = ", ".join((*STUDY_BUDGETS, "epochs:N", "flops:X", "time:SECONDS"))
+        raise CnnvitError(f"--budget must be one of {choices}, not '{budget}'")
+    if mode == "epochs" and amount:  # epochs:N: every cell runs N epochs
+        if not amount.isdigit() or int(amount) < 1:
+            raise CnnvitError(f"--budget epochs:N takes a whole number of epochs, not {amount}")
+        if int(compare.setdefault("epochs", int(amount))) != int(amount):
+            raise CnnvitError(f"--budget {budget} and --epochs {compare['epochs']} disagree")
+        budget = "epochs"
+    elif mode in ("flops", "time"):  # every cell's models train to compare's --budget
+        compare["budget"] = budget
+    study["budget"] = budget
     recipe = build_config({**STUDY_DEFAULTS, **(QUICK_COMPARE if quick else {}), **compare})
-    budget = study.get("budget", "steps")
-    if budget not in STUDY_BUDGETS:
-        raise CnnvitError(f"--budget must be one of {', '.join(STUDY_BUDGETS)}, not '{budget}'")
     max_epochs = study.get("max_epochs", StudyConfig.max_epochs)
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
         raise CnnvitError(f"--max-epochs must be a whole number of at least 1, not {max_epochs!r}")
@@ -235,9 +247,10 @@ def train_size(n_split: int, max_train_samples: int | None, fraction: float) -> 
 
 def cell_epochs(config: StudyConfig, n_full: int, n_cell: int) -> int:
     """Epochs of a cell of `n_cell` images: the full split's optimizer steps under budget
-    "steps" (at most `max_epochs`), or `--epochs` under budget "epochs"."""
+    "steps" (at most `max_epochs`), or `--epochs` under the others (a FLOP or time budget
+    sets each model's steps itself)."""
     epochs = config.compare.train.epochs
-    if config.budget == "epochs" or n_cell >= n_full:
+    if config.budget != "steps" or n_cell >= n_full:  # epochs, or a FLOP or time budget
         return epochs
     batch = config.compare.train.batch_size
     steps = epochs * math.ceil(n_full / batch)

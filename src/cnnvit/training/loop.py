@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from ..data.preprocess import BatchPreprocessor
+from ..errors import CnnvitError
 from ..measure import PeakMemory, synchronize
 from ..models.inference import predict
 from ..runtime import Runtime, images_per_second
@@ -105,6 +105,22 @@ class LoopState:
     best_accuracy: float = -1.0
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
+    budget: str = "epochs"
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken so far (every epoch's row says how many it took)."""
+        return sum(int(row["steps"]) for row in self.history)
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds so far, validation excluded."""
+        return sum(float(row["seconds"]) for row in self.history)
+
+    def exhausted(self, recipe: Recipe, steps: int) -> bool:
+        """Whether the budget is spent: `steps` steps taken, or the deadline reached."""
+        late = recipe.deadline_seconds > 0 and self.seconds >= recipe.deadline_seconds
+        return late or (recipe.deadline_seconds <= 0 and self.steps >= steps)
 
     def record(self, row: dict[str, float], model: torch.nn.Module) -> None:
         """Add an epoch's row; keep a copy of the weights if it is the best so far."""
@@ -116,14 +132,47 @@ class LoopState:
     def to_checkpoint(self) -> dict[str, Any]:
         return {"history": self.history, "best_accuracy": self.best_accuracy,
                 "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "budget": self.budget,
                 "generator": self.generator.get_state(),
                 "augment_generator": self.augment_generator.get_state()}  # fmt: skip
 
     def restore(self, saved: dict[str, Any]) -> None:
+        if saved.get("budget", "epochs") != self.budget:
+            raise CnnvitError(
+                f"the checkpoint was trained under --budget {saved.get('budget', 'epochs')}, "
+                f"not {self.budget}: resume the run with its own settings"
+            )
         self.history, self.best_state = saved["history"], saved["best_state"]
         self.best_accuracy, self.best_epoch = saved["best_accuracy"], saved["best_epoch"]
         self.generator.set_state(saved["generator"])
         self.augment_generator.set_state(saved["augment_generator"])
+
+
+@dataclass
+class Plan:
+    """The schedule: linear warm-up over `warmup_fraction` of `total` scheduler ticks, then
+    cosine decay to zero at `total` (as transformers' get_cosine_schedule_with_warmup). A time
+    budget refines `total` from the measured rate as it trains (`refine`), so the decay ends at
+    the deadline; the scheduler's checkpoint keeps these fields, so a resumed run goes on with
+    the same plan."""
+
+    total: int
+    warmup_fraction: float
+
+    def __call__(self, tick: int) -> float:
+        warmup = round(self.total * self.warmup_fraction)
+        if tick < warmup:
+            return tick / max(1, warmup)
+        progress = min(1.0, (tick - warmup) / max(1, self.total - warmup))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    def refine(self, ticks: int, seconds: float, deadline: float) -> None:
+        """Re-estimate the ticks that fit before `deadline` from `ticks` done in `seconds`."""
+        if ticks >= REFINE_AFTER and seconds > 0:
+            self.total = max(ticks, round(ticks * deadline / seconds))
+
+
+REFINE_AFTER = 5  # steps before a time budget's measured rate replaces its first estimate
 
 
 def train_model(
@@ -150,14 +199,13 @@ def train_model(
     # epoch's permutation, so the effective batch is batch_size x processes.
     world, rank = accelerator.num_processes, accelerator.process_index
     steps = math.ceil(math.ceil(len(train_y) / world) / recipe.batch_size)
+    total = recipe.steps or steps * recipe.epochs  # the budget's steps (training/budget.py)
     # A prepared scheduler advances once per process at each optimizer step (accelerate's
     # convention), so the schedule is laid out in those ticks.
-    total_steps = steps * recipe.epochs * world
     groups = _param_groups(model, recipe.weight_decay, recipe.lr, recipe.layer_decay)
     optimizer = runtime.optimizer(groups, recipe.lr)
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, round(total_steps * recipe.warmup_fraction), total_steps
-    )
+    plan = Plan(total * world, recipe.warmup_fraction)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     if hooks.checkpoint_dir is not None:
         # save_state/load_state cover every object the accelerator has prepared: forget the
         # ones from earlier calls (other models, tuning trials) so the checkpoint is this run's.
@@ -168,7 +216,7 @@ def train_model(
     generator = torch.Generator().manual_seed(recipe.seed)
     # Augmentation draws differ between processes (one process: the same generator as ever).
     other = torch.Generator().manual_seed(recipe.seed + 1_000_003 * rank)
-    state = LoopState(generator, generator if world == 1 else other)
+    state = LoopState(generator, generator if world == 1 else other, budget=recipe.budget)
     saved = load_checkpoint(accelerator, hooks.checkpoint_dir) if hooks.checkpoint_dir else None
     if saved is not None:
         state.restore(saved)
@@ -176,26 +224,19 @@ def train_model(
         for row in state.history:
             if hooks.on_epoch is not None:
                 hooks.on_epoch(row)
-    epoch_fn = _Epoch(model, optimizer, scheduler, preprocess, recipe, accelerator, runtime)
+    epoch_fn = _Epoch(model, optimizer, scheduler, preprocess, recipe, accelerator, runtime,
+                      plan, total)  # fmt: skip
     # The bar draws only on a terminal (disable=None); logs get the per-epoch lines below.
-    bar = tqdm(total=steps * recipe.epochs, initial=steps * len(state.history), desc=hooks.name,
-               unit="step", leave=False, file=sys.stderr,
-               disable=None if accelerator.is_main_process else True)  # fmt: skip
+    bar = tqdm(total=total, initial=state.steps, desc=hooks.name, unit="step", leave=False,
+               file=sys.stderr, disable=None if accelerator.is_main_process else True)  # fmt: skip
     with PeakMemory(device) as memory:
-        for epoch in range(len(state.history) + 1, recipe.epochs + 1):
-            row = epoch_fn(epoch, (train_x, train_y), validation, state, bar)
+        while not state.exhausted(recipe, total):
+            row = epoch_fn(len(state.history) + 1, (train_x, train_y), validation, state, bar)
             state.record(row, _unwrap(accelerator, model))
-            if hooks.on_epoch is not None:
-                hooks.on_epoch(row)
-            if accelerator.trackers and hooks.tracker_prefix:
-                logged = {f"{hooks.tracker_prefix}/{k}": float(v) for k, v in row.items()
-                          if k != "epoch"}  # fmt: skip
-                accelerator.log(logged, step=epoch)
-            if hooks.checkpoint_dir is not None:
-                save_checkpoint(accelerator, hooks.checkpoint_dir, state.to_checkpoint())
+            _epoch_done(row, hooks, accelerator, state, recipe)
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}")
             log(
-                f"[{hooks.name}] epoch {epoch}/{recipe.epochs}  train loss "
+                f"[{hooks.name}] epoch {row['epoch']}/{recipe.epochs}  train loss "
                 f"{row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | val loss "
                 f"{row['val_loss']:.3f} acc {row['val_accuracy']:.3f} | {row['seconds']:.1f} s"
             )
@@ -212,9 +253,25 @@ def train_model(
         # The one definition (runtime.images_per_second): images trained over the training
         # seconds of every epoch, the first included and validation excluded, as the
         # benchmark's peers measure it.
-        train_images_per_second=images_per_second(len(train_y) * len(state.history), seconds),
+        train_images_per_second=images_per_second(
+            sum(int(row["images"]) for row in state.history), seconds
+        ),
         peak_memory_mb=memory.peak_mb,
     )
+
+
+def _epoch_done(
+    row: dict[str, Any], hooks: Hooks, accelerator: Accelerator, state: LoopState, recipe: Recipe
+) -> None:
+    """Hand a finished epoch's row to the callback and trackers, and checkpoint it."""
+    if hooks.on_epoch is not None:
+        hooks.on_epoch(row)
+    if accelerator.trackers and hooks.tracker_prefix:
+        logged = {f"{hooks.tracker_prefix}/{k}": float(v) for k, v in row.items()
+                  if k not in ("epoch", "steps", "images")}  # curves only  # fmt: skip
+        accelerator.log(logged, step=int(row["epoch"]))
+    if hooks.checkpoint_dir is not None:
+        save_checkpoint(accelerator, hooks.checkpoint_dir, state.to_checkpoint())
 
 
 @dataclass
@@ -228,6 +285,8 @@ class _Epoch:
     recipe: Recipe
     accelerator: Accelerator
     runtime: Runtime
+    plan: Plan
+    total: int  # the budget's optimizer steps (a time budget stops at its deadline instead)
 
     def __post_init__(self) -> None:
         self.scaler = self.runtime.grad_scaler()  # fp16 only: its scale carries across epochs
@@ -252,10 +311,15 @@ class _Epoch:
         # Sums stay on the device: reading them every step would stall a GPU.
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        batches = order.split(recipe.batch_size)
+        deadline, before = recipe.deadline_seconds, state.seconds
+        if deadline <= 0:  # a step budget can end inside an epoch
+            batches = batches[: self.total - state.steps]
+        taken = images = 0
         model.train()
         synchronize(device)
         start = time.perf_counter()
-        for index in order.split(recipe.batch_size):
+        for index in batches:
             x = self.preprocess(train[0][index], augment, state.augment_generator)
             y = train[1][index]
             with self.runtime.autocast():
@@ -273,13 +337,20 @@ class _Epoch:
                 loss_sum += F.cross_entropy(logits, y, reduction="sum")
                 correct += (logits.argmax(1) == y).sum()
             bar.update(1)
+            taken, images = taken + 1, images + len(index)
+            if deadline > 0:  # a time budget: refine the schedule, stop at the deadline
+                synchronize(device)
+                elapsed = before + time.perf_counter() - start
+                self.plan.refine((state.steps + taken) * world, elapsed, deadline)
+                if elapsed >= deadline:
+                    break
         synchronize(device)
         seconds = time.perf_counter() - start
         with self.runtime.autocast():
             val_logits, val_loss = predict(model, self.preprocess, *validation,
                                            recipe.eval_batch_size, accelerator)  # fmt: skip
         val_accuracy = float((val_logits.argmax(1) == validation[1]).float().mean())
-        trained = len(order) * world  # images over all processes, padding included
+        trained = images * world  # images over all processes, padding included
         train_accuracy = float(accelerator.reduce(correct, "sum")) / trained
         return {
             "epoch": epoch,
@@ -288,6 +359,8 @@ class _Epoch:
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
             "seconds": seconds,
+            "steps": taken,
+            "images": trained,
             "lr": max(self.scheduler.get_last_lr()),  # the head's, under layer-wise decay
             # the share of the recipe's smoothing and augmentation this epoch trained with
             "regularised": share > 0 and active,

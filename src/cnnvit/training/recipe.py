@@ -61,10 +61,18 @@ class Recipe:
     rule: str = ""
     layer_decay: float = 1.0  # each transformer block's rate is this times the next one's
     adapt: str = "full"  # probe | head | full (config.ADAPT_MODES)
+    # The budget (budgets.Budget.text) and the optimizer steps the schedule is laid out over
+    # (0: epochs x steps per epoch); under a time budget the steps are an estimate and training
+    # stops after `deadline_seconds` of training steps.
+    budget: str = "epochs"
+    steps: int = 0
+    deadline_seconds: float = 0.0
 
     def share(self, epoch: int) -> float:
         """The share of its regularisation epoch `epoch` (1-based) trains with."""
-        return (epoch - 1) / max(1, self.epochs - 1) if self.progressive else 1.0
+        if not self.progressive:
+            return 1.0
+        return min(1.0, (epoch - 1) / max(1, self.epochs - 1))
 
     def augment_config(self, share: float = 1.0) -> AugmentConfig | None:
         """The augmentation at `share` of this recipe's strength (None when it is zero)."""
@@ -85,7 +93,8 @@ class Recipe:
         over `epochs`, at `lr`."""
         start = {"label_smoothing": 0.0, "augment_strength": 0.0} if self.progressive else {}
         return dataclasses.replace(self, epochs=epochs, lr=lr, warmup_fraction=warmup_fraction,
-                                   progressive=False, **start)  # fmt: skip
+                                   progressive=False, steps=0, deadline_seconds=0.0,
+                                   budget="epochs", **start)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,16 +108,24 @@ def budget_strength(epochs: float) -> float:
 
 
 def resolve_recipe(
-    config: TrainConfig, row: RecipeRow, n_train: int, image_size: int = 32
+    config: TrainConfig,
+    row: RecipeRow,
+    n_train: int,
+    image_size: int = 32,
+    steps: int | None = None,
+    budget: str = "epochs",
 ) -> Recipe:
     """The recipe of a run of `config` on `n_train` images for a model with `row`.
 
     "auto" fields follow the row and the budget; numbers are kept; `--lr auto` and `usual`
     start from the row's rate (the tuner may replace it); `--no-augment` turns augmentation off.
+    `steps` (a FLOP or time budget's, training/budget.py) replaces --epochs passes: the
+    strength, the warm-up and the progressive share follow the passes those steps make.
     """
-    s = budget_strength(config.epochs)
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
-    total_steps = steps_per_epoch * max(1, config.epochs)
+    total_steps = steps or steps_per_epoch * max(1, config.epochs)
+    passes = total_steps / steps_per_epoch
+    s = budget_strength(passes)
     warmup = min(row.warmup_fraction, row.max_warmup_epochs * steps_per_epoch / total_steps)
 
     def pick(value: float | str, automatic: float) -> float:
@@ -116,7 +133,7 @@ def resolve_recipe(
 
     progressive = s > 0 and config.label_smoothing == AUTO and config.augment_strength == AUTO
     return Recipe(
-        epochs=config.epochs,
+        epochs=math.ceil(passes) if steps else config.epochs,
         batch_size=config.batch_size,
         lr=float(config.lr) if isinstance(config.lr, (int, float)) else row.lr,
         weight_decay=pick(config.weight_decay, row.weight_decay),
@@ -136,9 +153,11 @@ def resolve_recipe(
         compile=config.compile,
         layer_decay=row.layer_decay if config.adapt != "probe" else 1.0,
         adapt=config.adapt,
+        budget=budget,
+        steps=steps or 0,  # an epoch budget: the loop counts each process's own steps
         rule=(
-            f"{config.epochs:g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, 1 "
-            f"at >= {LONG_EPOCHS:g}, log-linear between) of the row's label smoothing and "
+            f"{round(passes, 2):g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, "
+            f"1 at >= {LONG_EPOCHS:g}, log-linear between) of the row's label smoothing and "
             "augmentation"
             + (", rising linearly from none at epoch 1 to s at the last" if progressive else "")
             + f"; warm-up {row.warmup_fraction:.0%} of steps, at most "
