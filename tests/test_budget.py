@@ -147,6 +147,67 @@ def test_the_convergence_rule_flags_a_rising_curve_and_clears_a_flat_one() -> No
     assert record["more_epochs"] is None and "standard error" in record["rule"]
 
 
+def test_until_converged_cools_down_a_plateaued_model_and_lets_an_improving_one_run() -> None:
+    """--until-converged: a flat validation curve starts the cool-down (a fifth of the epochs
+    done, within the cap); a still-improving one trains on at the peak rate until the cap is a
+    cool-down away; the plan is the peak rate, then a linear fall to zero at the stop step."""
+    from cnnvit.training.loop import LoopState, Plan, _stop_step
+
+    recipe = resolve_recipe(TrainConfig(epochs=40, until_converged=True), VIT_RECIPE, 640)
+    steps, n_val = 10, 1000  # steps per epoch; SE of 0.9 on 1,000 images is 0.0095
+
+    def state_after(curve: list[float]) -> tuple[LoopState, Plan, int]:
+        state = LoopState(torch.Generator(), torch.Generator())
+        state.history = [{"val_accuracy": v, "steps": steps} for v in curve]
+        plan = Plan(40 * steps, recipe.warmup_fraction, stable=True)
+        return state, plan, _stop_step(state, plan, recipe, steps, 1, n_val, 40 * steps)
+
+    flat = [0.6, 0.8, 0.88, 0.9, 0.905, 0.9, 0.903, 0.899, 0.904, 0.902]
+    state, plan, stop = state_after(flat)
+    assert (state.cool_down_from, stop) == (10, 10 * steps + 2 * steps)  # 20% of 10 epochs
+    assert plan(5 * steps) == 1.0 and plan(10 * steps) == 1.0  # the peak rate until then
+    assert plan(11 * steps) == pytest.approx(0.5) and plan(12 * steps) == 0.0
+    assert _stop_step(state, plan, recipe, steps, 1, n_val, 40 * steps) == stop  # it holds
+    rising = [0.3 + 0.02 * e for e in range(20)]  # +2 points an epoch: still improving
+    state, plan, stop = state_after(rising)
+    assert (state.cool_down_from, stop, plan.decay_start) == (0, 40 * steps, -1)
+    state, plan, stop = state_after([0.3 + 0.01 * e for e in range(34)])  # 34 + 7 > 40
+    assert (state.cool_down_from, stop) == (34, 40 * steps)  # the cap: 6 epochs left
+    warm = round(40 * steps * recipe.warmup_fraction)
+    assert Plan(40 * steps, recipe.warmup_fraction, stable=True)(warm // 2) < 1.0
+
+
+def test_an_until_converged_run_stops_after_its_cool_down_and_records_it() -> None:
+    """A real run on random labels plateaus at once: it stops well before the cap, its last
+    epoch trains at a rate near zero, and its convergence record is judged before the cool-down."""
+    config = TrainConfig(epochs=30, batch_size=8, lr=1e-3, label_smoothing=0.0,
+                         augment_strength=0.0, until_converged=True)  # fmt: skip
+    built = build_model("resnet-nano", "cnn", CLASSES, 16)
+    recipe = resolve_recipe(config, CNN_RECIPE, 40, 16)
+    result = train_model(built.model, BatchPreprocessor(preset_processor(16), CPU), _data(40),
+                         _data(100), recipe, make_accelerator(RUNTIME), RUNTIME,
+                         Hooks(log=lambda _: None))  # fmt: skip
+    epochs = len(result.history)
+    assert 0 < result.cool_down_from < epochs < 30
+    assert epochs - result.cool_down_from == max(1, math.ceil(0.2 * result.cool_down_from))
+    peak = [row["lr"] for row in result.history[1 : result.cool_down_from]]
+    assert peak and all(lr == pytest.approx(config.lr) for lr in peak)
+    assert result.history[-1]["lr"] < 0.05 * config.lr
+    record = convergence_record(result.history, 100, result.cool_down_from)
+    assert record["converged"] and record["epochs"] == result.cool_down_from
+    assert record["cool_down_epochs"] == epochs - result.cool_down_from
+
+
+def test_until_converged_needs_an_epoch_budget_and_a_study_raises_its_cap() -> None:
+    with pytest.raises(CnnvitError, match="--until-converged .* does not combine"):
+        build_config({"until_converged": True, "budget": "flops:1e12"})
+    study_config = build_study_config({**STUDY, "until_converged": True})
+    assert study_config.compare.train.epochs == STUDY["epochs"]  # given: kept
+    plain = {k: v for k, v in STUDY.items() if k != "epochs"}
+    assert build_study_config({**plain, "until_converged": True}).compare.train.epochs == 60
+    assert build_study_config(plain).compare.train.epochs == 6
+
+
 def test_more_epochs_estimates_a_saturating_curve_and_declines_a_straight_line() -> None:
     n = 2000
     a, b, tau = 0.95, 0.5, 4.0

@@ -158,6 +158,13 @@ class TrainConfig:
         "many seconds of training steps on this machine); the schedule is laid out over each "
         "model's own steps",
     )
+    until_converged: bool = _opt(
+        False,
+        "train each model at its peak rate after warm-up until its validation accuracy stops "
+        "improving (the convergence rule: no gain beyond one standard error over the last k "
+        "epochs), then cool down linearly to zero over a fifth of the epochs trained; "
+        "--epochs is the cap",
+    )
     batch_size: int = _opt(64, "training batch size", aliases=("per_device_train_batch_size",))
     lr: float | str = _opt(
         "usual",
@@ -493,6 +500,11 @@ def validate(config: CompareConfig) -> None:
     budget = parse_budget(t.budget, t.epochs)
     if budget.mode == "epochs" and budget.value != t.epochs:
         raise CnnvitError(f"--budget {t.budget} and --epochs {t.epochs} disagree: give one of them")
+    if t.until_converged and budget.mode != "epochs":
+        raise CnnvitError(
+            f"--until-converged trains to a plateau, capped by --epochs: it does not combine "
+            f"with --budget {t.budget}"
+        )
     if budget.mode != "epochs" and t.adapt == "probe":
         raise CnnvitError(
             f"--budget {t.budget}: a probe trains on cached features, so its FLOPs and time "

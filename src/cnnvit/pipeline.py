@@ -480,7 +480,9 @@ def _train_and_evaluate(
         "best_epoch": result.best_epoch,
         "history": result.history,
         "budget": spent(budget, result.history, flops, len(fit_train[1])),
-        "convergence": convergence_record(result.history, len(fit_validation[1])),
+        "convergence": convergence_record(
+            result.history, len(fit_validation[1]), result.cool_down_from
+        ),
         "training": {
             **training_record(result.recipe, runtime, family, preprocess.channels_last),
             "adapt": adapt,

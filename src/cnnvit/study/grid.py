@@ -37,6 +37,8 @@ from ..errors import CnnvitError
 # the pair's other cells, so each family trains at a rate chosen for it and the study pays the
 # tuning once per pair (a quarter of one cell's training budget), not in every cell.
 STUDY_DEFAULTS: dict[str, Any] = {"epochs": 6, "lr": "auto"}
+# --until-converged: each model trains to a plateau, so --epochs is only a cap, by default this.
+UNTIL_CONVERGED_EPOCHS = 60
 # --quick: the nano pair at 16 px (digits are 8x8 images, so nothing is lost by the resize),
 # 3 seeds x 3 fractions, 4 full-split epochs per cell; under 3 minutes on 2 CPU cores.
 QUICK_COMPARE: dict[str, Any] = {"image_size": 16, "epochs": 4}
@@ -198,7 +200,10 @@ def build_study_config(values: dict[str, Any]) -> StudyConfig:
     elif mode in ("flops", "time"):  # every cell's models train to compare's --budget
         compare["budget"] = budget
     study["budget"] = budget
-    recipe = build_config({**STUDY_DEFAULTS, **(QUICK_COMPARE if quick else {}), **compare})
+    defaults = {**STUDY_DEFAULTS, **(QUICK_COMPARE if quick else {})}
+    if compare.get("until_converged"):  # --epochs is a cap then: a generous one by default
+        defaults["epochs"] = UNTIL_CONVERGED_EPOCHS
+    recipe = build_config({**defaults, **compare})
     max_epochs = study.get("max_epochs", StudyConfig.max_epochs)
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
         raise CnnvitError(f"--max-epochs must be a whole number of at least 1, not {max_epochs!r}")

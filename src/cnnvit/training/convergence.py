@@ -91,10 +91,15 @@ def more_epochs(accuracies: Sequence[float], n_val: int, k: int) -> float | None
     return max(1.0, start + k - len(y))  # it has not converged: one more epoch at least
 
 
-def convergence_record(history: Sequence[dict[str, Any]], n_val: int) -> dict[str, Any]:
+def convergence_record(
+    history: Sequence[dict[str, Any]], n_val: int, cool_down_from: int = 0
+) -> dict[str, Any]:
     """run.json's `convergence` block of one model: the rule, its verdict, the plateau epoch and,
-    if it did not converge, the estimated further epochs (None: cannot estimate)."""
-    accuracies = [float(row["val_accuracy"]) for row in history]
+    if it did not converge, the estimated further epochs (None: cannot estimate). Under
+    --until-converged (`cool_down_from`: the last epoch at the peak rate) the rule is judged on
+    the epochs at the peak rate, before the cool-down's falling rate lifted the curve."""
+    stable = history[:cool_down_from] if cool_down_from else history
+    accuracies = [float(row["val_accuracy"]) for row in stable]
     k = window(len(accuracies))
     done = converged(accuracies, n_val, k) if accuracies else False
     extra = None if done or not accuracies else more_epochs(accuracies, n_val, k)
@@ -106,4 +111,9 @@ def convergence_record(history: Sequence[dict[str, Any]], n_val: int) -> dict[st
         "plateau_epoch": plateau_epoch(accuracies, n_val) if done else None,
         "epochs": len(accuracies),
         "more_epochs": None if extra is None else round(extra, 1),
+        **(
+            {"cool_down_from": cool_down_from, "cool_down_epochs": len(history) - cool_down_from}
+            if cool_down_from
+            else {}
+        ),
     }

@@ -33,7 +33,8 @@ from ..measure import PeakMemory, synchronize
 from ..models.inference import predict
 from ..runtime import Runtime, images_per_second
 from .checkpoint import load_checkpoint, save_checkpoint
-from .recipe import Recipe, overfitting
+from .convergence import converged
+from .recipe import COOL_DOWN_SHARE, Recipe, overfitting
 
 _BLOCK = re.compile(r"\.(?:layer|layers|blocks)\.(\d+)\.")
 
@@ -78,6 +79,7 @@ class TrainResult:
     train_seconds: float
     train_images_per_second: float  # images trained / training seconds, all epochs
     peak_memory_mb: float
+    cool_down_from: int = 0  # --until-converged: the last epoch at the peak rate (0: none)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class LoopState:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     budget: str = "epochs"
+    cool_down_from: int = 0  # --until-converged: the epoch after which the cool-down began
 
     @property
     def steps(self) -> int:
@@ -132,7 +135,7 @@ class LoopState:
     def to_checkpoint(self) -> dict[str, Any]:
         return {"history": self.history, "best_accuracy": self.best_accuracy,
                 "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "budget": self.budget,
+                "budget": self.budget, "cool_down_from": self.cool_down_from,
                 "generator": self.generator.get_state(),
                 "augment_generator": self.augment_generator.get_state()}  # fmt: skip
 
@@ -144,6 +147,7 @@ class LoopState:
             )
         self.history, self.best_state = saved["history"], saved["best_state"]
         self.best_accuracy, self.best_epoch = saved["best_accuracy"], saved["best_epoch"]
+        self.cool_down_from = int(saved.get("cool_down_from", 0))
         self.generator.set_state(saved["generator"])
         self.augment_generator.set_state(saved["augment_generator"])
 
@@ -158,11 +162,23 @@ class Plan:
 
     total: int
     warmup_fraction: float
+    # --until-converged: warm-up over the cap's ticks (`total` at the start), then the peak
+    # rate until `decay_start`, then linear decay to zero at `total` (set when it begins).
+    stable: bool = False
+    decay_start: int = -1
+    cap: int = 0
+
+    def __post_init__(self) -> None:
+        self.cap = self.cap or self.total
 
     def __call__(self, tick: int) -> float:
-        warmup = round(self.total * self.warmup_fraction)
+        warmup = round((self.cap if self.stable else self.total) * self.warmup_fraction)
         if tick < warmup:
             return tick / max(1, warmup)
+        if self.stable:
+            if self.decay_start < 0 or tick < self.decay_start:
+                return 1.0
+            return max(0.0, 1 - (tick - self.decay_start) / max(1, self.total - self.decay_start))
         progress = min(1.0, (tick - warmup) / max(1, self.total - warmup))
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
@@ -204,7 +220,7 @@ def train_model(
     # convention), so the schedule is laid out in those ticks.
     groups = _param_groups(model, recipe.weight_decay, recipe.lr, recipe.layer_decay)
     optimizer = runtime.optimizer(groups, recipe.lr)
-    plan = Plan(total * world, recipe.warmup_fraction)
+    plan = Plan(total * world, recipe.warmup_fraction, stable=recipe.until_converged)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     if hooks.checkpoint_dir is not None:
         # save_state/load_state cover every object the accelerator has prepared: forget the
@@ -224,6 +240,7 @@ def train_model(
         for row in state.history:
             if hooks.on_epoch is not None:
                 hooks.on_epoch(row)
+    total = _stop_step(state, plan, recipe, steps, world, len(validation[1]), total)
     epoch_fn = _Epoch(model, optimizer, scheduler, preprocess, recipe, accelerator, runtime,
                       plan, total)  # fmt: skip
     # The bar draws only on a terminal (disable=None); logs get the per-epoch lines below.
@@ -233,6 +250,8 @@ def train_model(
         while not state.exhausted(recipe, total):
             row = epoch_fn(len(state.history) + 1, (train_x, train_y), validation, state, bar)
             state.record(row, _unwrap(accelerator, model))
+            total = epoch_fn.total = _stop_step(state, plan, recipe, steps, world,
+                                                len(validation[1]), total)  # fmt: skip
             _epoch_done(row, hooks, accelerator, state, recipe)
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}")
             log(
@@ -257,7 +276,33 @@ def train_model(
             sum(int(row["images"]) for row in state.history), seconds
         ),
         peak_memory_mb=memory.peak_mb,
+        cool_down_from=state.cool_down_from,
     )
+
+
+def _stop_step(
+    state: LoopState, plan: Plan, recipe: Recipe, steps: int, world: int, n_val: int, total: int
+) -> int:
+    """The step to stop at. Under --until-converged, once the convergence rule holds on the
+    epochs so far (or the cap is a cool-down away), the cool-down begins: COOL_DOWN_SHARE of
+    those epochs (at least one, within the cap) at a linearly falling rate."""
+    if not recipe.until_converged:
+        return total
+    if plan.decay_start >= 0:  # cooling down (or resumed while cooling down)
+        return plan.total // world
+    done = len(state.history)
+    cool = max(1, math.ceil(COOL_DOWN_SHARE * done))
+    curve = [float(row["val_accuracy"]) for row in state.history]
+    if (
+        done == 0
+        or done >= recipe.epochs
+        or not (converged(curve, n_val) or done + cool >= recipe.epochs)
+    ):
+        return total
+    cool = min(cool, recipe.epochs - done)
+    state.cool_down_from = done
+    plan.decay_start, plan.total = state.steps * world, (state.steps + cool * steps) * world
+    return state.steps + cool * steps
 
 
 def _epoch_done(

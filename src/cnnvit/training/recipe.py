@@ -40,6 +40,11 @@ def eval_batch_for(image_size: int) -> int:
     return int(min(512, max(8, 2 ** math.floor(math.log2(max(images, 1))))))
 
 
+# --until-converged cools down over this share of the epochs trained at the peak rate: a fifth
+# matches a cosine schedule of the same length (Hägele et al. 2024, warmup-stable-decay).
+COOL_DOWN_SHARE = 0.2
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything one training run follows, as numbers; `to_dict()` is what run.json records."""
@@ -67,6 +72,9 @@ class Recipe:
     budget: str = "epochs"
     steps: int = 0
     deadline_seconds: float = 0.0
+    # --until-converged: a constant rate after warm-up until the convergence rule holds (or the
+    # cap, `epochs`, is near), then a linear cool-down over COOL_DOWN_SHARE of the epochs done.
+    until_converged: bool = False
 
     def share(self, epoch: int) -> float:
         """The share of its regularisation epoch `epoch` (1-based) trains with."""
@@ -94,7 +102,7 @@ class Recipe:
         start = {"label_smoothing": 0.0, "augment_strength": 0.0} if self.progressive else {}
         return dataclasses.replace(self, epochs=epochs, lr=lr, warmup_fraction=warmup_fraction,
                                    progressive=False, steps=0, deadline_seconds=0.0,
-                                   budget="epochs", **start)  # fmt: skip
+                                   budget="epochs", until_converged=False, **start)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,6 +163,7 @@ def resolve_recipe(
         adapt=config.adapt,
         budget=budget,
         steps=steps or 0,  # an epoch budget: the loop counts each process's own steps
+        until_converged=config.until_converged,
         rule=(
             f"{round(passes, 2):g} epochs: strength s = {s:.2f} (0 at <= {SHORT_EPOCHS:g} epochs, "
             f"1 at >= {LONG_EPOCHS:g}, log-linear between) of the row's label smoothing and "
@@ -165,6 +174,13 @@ def resolve_recipe(
             + (
                 f"; layer-wise lr decay {row.layer_decay:g} per block"
                 if row.layer_decay < 1
+                else ""
+            )
+            + (
+                f"; until converged: the peak rate after warm-up until validation accuracy "
+                f"plateaus, then a linear cool-down over {COOL_DOWN_SHARE:.0%} of the epochs "
+                f"trained, at most {config.epochs} epochs"
+                if config.until_converged
                 else ""
             )
             + "; values given as numbers are kept"
