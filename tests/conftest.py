@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import struct
@@ -44,6 +45,15 @@ STUDY = {**{k: v for k, v in TINY.items() if k != "patch_size"}, "image_size": 1
          "dataset": "digits", "epochs": 1, "label_smoothing": 0.0,
          "max_train_samples": 100, "max_eval_samples": 60, "eval_batch_size": 32,
          "fractions": [0.5, 1.0]}  # fmt: skip
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Exempt what importing and collecting made (torch, transformers, every test module) from
+    garbage collection, as `compare` does for its own run (pipeline._settled_heap): each
+    `accelerator.free_memory()` after a tuning trial or a model is a full `gc.collect()`, which
+    in a test process walking those objects takes about half a second."""
+    gc.collect()
+    gc.freeze()
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -119,3 +129,19 @@ def copy_run(run: Path, tmp_path: Path, name: str = "copy") -> Path:
     target = tmp_path / name
     shutil.copytree(run, target)
     return target
+
+
+@pytest.fixture
+def quick_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reports built with a 1x1 PNG for each figure, for tests that read a report's text or its
+    files, not its plots (drawing the four figures is most of a report's cost); the figures
+    themselves are checked where they are the subject (test_report.py)."""
+    import io
+
+    from cnnvit.report import assemble
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    for name in ("learning_curves", "confusions", "per_class_f1", "accuracy_vs_cost"):
+        monkeypatch.setattr(assemble, name, lambda *args: png)
