@@ -98,7 +98,7 @@ def test_train_time_is_bounded_by_the_wall_clock(tmp_path: Path) -> None:
     from cnnvit import compare
 
     start = time.perf_counter()
-    run = load_run(compare(dataset="digits", output=str(tmp_path / "r"), **MINI))
+    run = load_run(compare(dataset="digits", output=str(tmp_path / "r"), report=False, **MINI))
     wall = time.perf_counter() - start
     seconds = [m.efficiency["train_seconds"] for m in run.models.values()]
     assert 0 < sum(seconds) < wall  # both trainings happened inside the call
@@ -126,7 +126,7 @@ def test_run_directory_holds_models_and_report(tiny_run: Path) -> None:
 
 
 def test_report_rebuilds_from_run_dir(
-    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, quick_figures: None
 ) -> None:
     run = copy_run(tiny_run, tmp_path)
     original = (run / "report.md").read_text()
