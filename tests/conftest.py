@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import struct
@@ -16,19 +17,22 @@ from PIL import Image
 # tests inherit it through the environment).
 os.environ.setdefault("CNNVIT_CACHE", tempfile.mkdtemp(prefix="cnnvit-test-cache-"))
 
-# Small and fast: nano presets at 16 px, a few hundred digits. The recipe is fixed by numbers
-# (no learning-rate search), so these runs test the pipeline, not the tuner.
+# Small and fast: nano presets on digits at their own 8 px (the ViT cuts 2x2 patches: 16
+# tokens), a few hundred images, a few epochs: enough for both models to learn far above chance
+# (test_compare checks it), not more. The recipe is fixed by numbers (no learning-rate search),
+# so these runs test the pipeline, not the tuner.
 TINY = {
     "cnn": "convnext-nano",
     "vit": "vit-nano",
-    "image_size": 16,
-    "epochs": 30,
+    "image_size": 8,
+    "patch_size": 2,
+    "epochs": 6,
     "batch_size": 32,
-    "lr": 1e-3,
+    "lr": 2e-3,
     "warmup_fraction": 0.1,
     "label_smoothing": 0.1,
-    "max_train_samples": 600,
-    "max_eval_samples": 150,
+    "max_train_samples": 300,
+    "max_eval_samples": 100,
     "eval_batch_size": 128,
     # The fp32 path on every host: a bf16 host must not hide an fp32 failure, and no figure
     # asserted below may depend on which precision auto picks.
@@ -37,9 +41,19 @@ TINY = {
 # Smaller still, for tests that run compare several times (interruptions, determinism).
 MINI = {**TINY, "epochs": 2, "max_train_samples": 200, "max_eval_samples": 60}
 # A study's recipe for the study and Ray tests: one epoch per cell, two training fractions.
-STUDY = {**TINY, "dataset": "digits", "epochs": 1, "label_smoothing": 0.0,
+STUDY = {**{k: v for k, v in TINY.items() if k != "patch_size"}, "image_size": 16, "lr": 1e-3,
+         "dataset": "digits", "epochs": 1, "label_smoothing": 0.0,
          "max_train_samples": 100, "max_eval_samples": 60, "eval_batch_size": 32,
          "fractions": [0.5, 1.0]}  # fmt: skip
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Exempt what importing and collecting made (torch, transformers, every test module) from
+    garbage collection, as `compare` does for its own run (pipeline._settled_heap): each
+    `accelerator.free_memory()` after a tuning trial or a model is a full `gc.collect()`, which
+    in a test process walking those objects takes about half a second."""
+    gc.collect()
+    gc.freeze()
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -115,3 +129,19 @@ def copy_run(run: Path, tmp_path: Path, name: str = "copy") -> Path:
     target = tmp_path / name
     shutil.copytree(run, target)
     return target
+
+
+@pytest.fixture
+def quick_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reports built with a 1x1 PNG for each figure, for tests that read a report's text or its
+    files, not its plots (drawing the four figures is most of a report's cost); the figures
+    themselves are checked where they are the subject (test_report.py)."""
+    import io
+
+    from cnnvit.report import assemble
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    for name in ("learning_curves", "confusions", "per_class_f1", "accuracy_vs_cost"):
+        monkeypatch.setattr(assemble, name, lambda *args: png)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import random
-import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnvit.data.preprocess import AugmentConfig
@@ -65,17 +66,37 @@ def test_output_paths_never_overwrite(tmp_path: Path) -> None:
     assert second_md.stem == second_json.stem
 
 
-def test_benchmark_end_to_end_tiny(tmp_path: Path) -> None:
+def test_benchmark_end_to_end_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver spawns each worker with a command line; here each command runs in this
+    process (through the same `main` and the same flags), which keeps what the test checks (the
+    flags a worker gets, its JSON result, the summary and the table) without starting eight
+    interpreters. Each worker sets torch's thread count; it is restored afterwards."""
     out = tmp_path / "results"
-    # One thread: the test stays fast and steady on a small, shared machine.
+    commands: list[list[str]] = []
+
+    def in_process(cmd: list[str], check: bool, env: dict) -> None:
+        assert cmd[:2] == [sys.executable, benchmark.__file__] and check
+        assert env["OMP_NUM_THREADS"] == "1"
+        commands.append(cmd)
+        benchmark.main(cmd[2:])
+
+    monkeypatch.setattr(benchmark, "subprocess", SimpleNamespace(run=in_process))  # its own only
+    # The peak of 512x512 products, not 2048x2048: lower than the real one, which can only
+    # raise the MFU the test bounds by 1, in a fiftieth of the time.
+    peak = benchmark.matmul_peak_flops
+    monkeypatch.setattr(benchmark, "matmul_peak_flops", lambda *a: peak(*a, size=512, repeats=3))
+    threads = torch.get_num_threads()
     # One model, all three sides (plain recipe, same-recipe peer, cnnvit), two epoch counts.
     flags = "--dataset digits --presets resnet-nano --epochs 1,3 --repeats 1"
-    flags += " --max-train-samples 200 --max-eval-samples 100 --image-size 16 --threads 1"
+    flags += " --max-train-samples 64 --max-eval-samples 40 --image-size 16 --threads 1"
     flags += " --sides plain,peer,cnnvit --lr 5e-4"  # the peer has no tuner: it needs a number
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), *flags.split()]
-    cmd += ["--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    try:
+        benchmark.main([*flags.split(), "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    workers = [cmd[cmd.index("--worker") + 1] for cmd in commands]
+    assert workers == ["peak", "plain", "peer", "cnnvit", "plain", "peer", "cnnvit"]
+    assert all("--max-train-samples" in cmd and "--threads" in cmd for cmd in commands)
     report = json.loads((out / "benchmark.json").read_text())
     labels = ["resnet-nano, 1 epochs", "resnet-nano, 3 epochs"]
     assert sorted(report["summary"]) == labels

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -131,6 +133,21 @@ def test_version_names_cnnvit_torch_and_transformers(capsys: pytest.CaptureFixtu
     assert out.startswith(f"cnnvit {cnnvit.__version__} ")
     assert f"torch {version('torch')}" in out
     assert f"transformers {version('transformers')}" in out
+
+
+def test_the_command_in_a_fresh_interpreter_answers_and_fails_in_one_line() -> None:
+    """The one real subprocess of the command line (every other CLI test calls main() in this
+    process): its exit status and streams, as a shell sees them. Both cases end before the
+    training stack is imported, so this costs well under a second."""
+    command = [sys.executable, "-c", "import sys; from cnnvit.cli import main; sys.exit(main())"]
+    done = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(f"cnnvit {cnnvit.__version__} ")
+    assert f"torch {version('torch')}" in done.stdout
+    done = subprocess.run([*command, "compare", "--precision", "fp8"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert last.startswith("cnnvit compare: error: argument --precision") and "'fp32'" in last
 
 
 def test_config_file_accepts_the_same_spellings(tmp_path: Path):

@@ -190,7 +190,7 @@ def test_demo_command_refuses_what_it_cannot_serve(tmp_path, capsys) -> None:
     assert "no run.json" in capsys.readouterr().err
 
 
-def test_report_command_prints_the_path_once(tmp_path_factory, capsys) -> None:
+def test_report_command_prints_the_path_once(tmp_path_factory, capsys, quick_figures) -> None:
     from cnnvit.cli import main
 
     run_dir = hands_on_run(tmp_path_factory).path

@@ -2,7 +2,7 @@
 
 The recipe tests check the rule against hand computations (log-linear strength between 2 and 20
 epochs, the row's values at a full budget, capped warm-up, the progressive share per epoch) and
-that numbers given are kept. The tuner tests train nano presets for a few steps on 16-px digits
+that numbers given are kept. The tuner tests train nano presets for a few steps on 8-px digits
 (it reads the validation split only and spends the same counted budget on both families), and
 check its one final test with trials whose accuracies are set.
 """
@@ -114,16 +114,38 @@ def test_overfitting_means_train_above_validation_by_two_standard_errors() -> No
 # --- a real run and the tuner ---------------------------------------------------------------
 
 
+SIZE = 8  # digits at their own 8 px: the tuner's steps are what is tested, not the accuracy
+
+
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    data = prepare_data(DataConfig(dataset="digits", max_train_samples=256, max_eval_samples=120))
+    data = prepare_data(DataConfig(dataset="digits", max_train_samples=128, max_eval_samples=120))
     runtime = resolve_runtime("cpu", "fp32", "eager")  # fp32 on the CPU: bit-reproducible
     return {"data": data, "runtime": runtime}
 
 
+@pytest.fixture(scope="module")
+def cnn_tuned(tiny: dict) -> dict:
+    """One tuning of the CNN, shared by the tests that read it, with every trial's recipe and
+    training-set size recorded as the tuner handed them to train_model."""
+    from cnnvit.training import tuning
+
+    seen = []
+    real = tuning.train_model
+
+    def spy(model, preprocess, train, validation, recipe, *args):
+        seen.append((recipe, len(train[1])))
+        return real(model, preprocess, train, validation, recipe, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tuning, "train_model", spy)
+        tuned = _tune(tiny, "cnn")
+    return {**tuned, "seen": seen}
+
+
 def test_a_run_follows_its_recipe_epoch_by_epoch_and_returns_it(tiny: dict) -> None:
     data, runtime = tiny["data"], tiny["runtime"]
-    built = build_model("resnet-nano", "cnn", data.class_names, 16, "eager", seed=0)
+    built = build_model("convnext-nano", "cnn", data.class_names, SIZE, "eager", seed=0)
     train = data.tensors("train", built.processor)
     validation = data.tensors("validation", built.processor)
     small = (train[0][:64], train[1][:64])
@@ -144,13 +166,13 @@ def test_a_run_follows_its_recipe_epoch_by_epoch_and_returns_it(tiny: dict) -> N
 
 def _tune(tiny: dict, family: str, validation_labels: torch.Tensor | None = None) -> dict:
     data, runtime = tiny["data"], tiny["runtime"]
-    name = {"cnn": "resnet-nano", "vit": "vit-nano"}[family]
+    name = {"cnn": "convnext-nano", "vit": "vit-nano"}[family]
 
     def fresh():
-        built = build_model(name, family, data.class_names, 16, "eager", seed=0)
+        built = build_model(name, family, data.class_names, SIZE, "eager", seed=0)
         return place_model(built, runtime)
 
-    built = build_model(name, family, data.class_names, 16, "eager")
+    built = build_model(name, family, data.class_names, SIZE, "eager")
     train = data.tensors("train", built.processor)
     validation = data.tensors("validation", built.processor)
     if validation_labels is not None:
@@ -162,12 +184,12 @@ def _tune(tiny: dict, family: str, validation_labels: torch.Tensor | None = None
     return {"result": result, "validation": validation, "train_size": len(train[1])}
 
 
-def test_tuner_reads_validation_only(tiny: dict) -> None:
-    first_run = _tune(tiny, "cnn")
+def test_tuner_reads_validation_only(tiny: dict, cnn_tuned: dict) -> None:
+    first_run = cnn_tuned
     first = first_run["result"]
     # Scramble the test labels: the tuner is never handed the test split, so nothing changes.
     data = tiny["data"]
-    processor = build_model("resnet-nano", "cnn", data.class_names, 16).processor
+    processor = build_model("convnext-nano", "cnn", data.class_names, SIZE).processor
     test_images, test_labels = data.tensors("test", processor)
     test_labels[:] = test_labels[torch.randperm(len(test_labels))]
     second = _tune(tiny, "cnn")["result"]
@@ -180,9 +202,9 @@ def test_tuner_reads_validation_only(tiny: dict) -> None:
 
 
 def test_both_families_spend_the_same_counted_budget_and_the_usual_rate_reaches_the_final(
-    tiny: dict,
+    tiny: dict, cnn_tuned: dict
 ) -> None:
-    cnn, vit = _tune(tiny, "cnn"), _tune(tiny, "vit")
+    cnn, vit = cnn_tuned, _tune(tiny, "vit")
     for row, tuned in ((CNN_RECIPE, cnn["result"]), (VIT_RECIPE, vit["result"])):
         assert [t["lr"] for t in tuned.trials if t["round"] == 1] == list(row.lr_grid)
         others = [t for t in tuned.trials if t["round"] == 1 and t["lr"] != row.lr]
@@ -254,25 +276,13 @@ def test_first_round_trials_are_a_32nd_of_the_budget_but_at_least_16_steps() -> 
     assert trial_images(1, 100, 64) == (25, 50)
 
 
-def test_trials_keep_the_full_runs_warmup_length_in_steps(
-    tiny: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_trials_keep_the_full_runs_warmup_length_in_steps(tiny: dict, cnn_tuned: dict) -> None:
     # 150 steps of warm-up in the full run; a 47-step trial warms up for half of it (23 steps),
     # a 300-step trial for the full 150.
     assert trial_warmup(150, 3000, 1, 64) * 47 == pytest.approx(23)
     assert trial_warmup(150, 9600, 2, 64) * 300 == pytest.approx(150)
     assert trial_warmup(0, 640, 1, 64) * 10 == pytest.approx(1)  # never the peak at step 1
-    from cnnvit.training import tuning
-
-    seen = []
-    real = tuning.train_model
-
-    def spy(model, preprocess, train, validation, recipe, *args):
-        seen.append((recipe, len(train[1])))
-        return real(model, preprocess, train, validation, recipe, *args)
-
-    monkeypatch.setattr(tuning, "train_model", spy)
-    tuned = _tune(tiny, "cnn")["result"]
+    seen, tuned = cnn_tuned["seen"], cnn_tuned["result"]
     full_warmup = round(math.ceil(len(tiny["data"].splits["train"].labels) / 32) * 4 * 0.1)
     assert len(seen) == len(tuned.trials)
     for recipe, images in seen:

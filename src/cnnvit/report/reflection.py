@@ -73,6 +73,16 @@ def accuracy_sentences(f: RunFacts) -> list[str]:
 SAME_COST = 1.1
 
 
+def cheaper_to_train(f: RunFacts) -> str | None:
+    """ "cnn" or "vit" when its training took under 1 / SAME_COST of the other's time, "same"
+    within that, None when a time is missing."""
+    secs = {k: num(lookup(f.models[k], "efficiency.train_seconds")) for k in SIDES}
+    if None in secs.values():
+        return None
+    k = min(SIDES, key=lambda s: secs[s])
+    return k if secs["vit" if k == "cnn" else "cnn"] > SAME_COST * secs[k] else "same"
+
+
 def cost_text(f: RunFacts) -> str:
     r = f.ratio
     text = (
@@ -82,15 +92,16 @@ def cost_text(f: RunFacts) -> str:
         f"CNN's in training and {times(r['infer_tp'])} in inference (images per second)."
     )
     secs = {k: num(lookup(f.models[k], "efficiency.train_seconds")) for k in SIDES}
+    cheaper = cheaper_to_train(f)
     if getattr(f.config.train, "adapt", "full") == "probe":  # no model training to compare
         text += (
             " Both models were adapted by a linear probe on frozen, cached features, so their "
             "training times and throughputs are the probe's, not the models'."
         )
-    elif None not in secs.values():
-        k = min(SIDES, key=lambda s: secs[s])
+    elif cheaper is not None:
+        k = cheaper if cheaper != "same" else "cnn"
         other = "vit" if k == "cnn" else "cnn"
-        if secs[other] > SAME_COST * secs[k]:
+        if cheaper != "same":
             text += (
                 f" {cap(f.who[k])} was cheaper to train ({secs[k]:,.1f} s against "
                 f"{secs[other]:,.1f} s)."
@@ -100,27 +111,58 @@ def cost_text(f: RunFacts) -> str:
                 f" Both took about as long to train ({secs['cnn']:,.1f} s for the CNN, "
                 f"{secs['vit']:,.1f} s for the ViT: within {SAME_COST - 1:.0%})."
             )
+    run = cheaper_to_run(f)
+    if run == "same":
+        text += " Both cost about the same to run (latency and throughput within 10%)."
+    elif run == "depends":
+        one = "vit" if r["latency"] < 1 else "cnn"
+        bulk = "vit" if r["infer_tp"] > 1 else "cnn"
+        text += (
+            f" Which is cheaper to run depends on batch size: {f.who[one]} has the lower "
+            f"batch-1 latency, {f.who[bulk]} the higher batched throughput."
+        )
+    elif run is not None:
+        text += f" {cap(f.who[run])} is cheaper to run, both one image at a time and in batches."
+    return text
+
+
+def cheaper_to_run(f: RunFacts) -> str | None:
+    """ "same" when batch-1 latency and inference throughput are both within SAME_COST; "cnn" or
+    "vit" when one has the lower latency and the higher throughput; "depends" (on batch size)
+    when each wins one; None when either ratio is missing."""
+    r = f.ratio
     close = [
         r[key] is not None and 1 / SAME_COST <= r[key] <= SAME_COST
         for key in ("latency", "infer_tp")
     ]
     if all(close):
-        text += " Both cost about the same to run (latency and throughput within 10%)."
-    elif r["latency"] is not None and r["infer_tp"] is not None:
-        one = "vit" if r["latency"] < 1 else "cnn"
-        bulk = "vit" if r["infer_tp"] > 1 else "cnn"
-        text += (
-            f" {cap(f.who[one])} is cheaper to run, both one image at a time and in batches."
-            if one == bulk
-            else f" Which is cheaper to run depends on batch size: {f.who[one]} has the lower "
-            f"batch-1 latency, {f.who[bulk]} the higher batched throughput."
-        )
-    return text
+        return "same"
+    if r["latency"] is None or r["infer_tp"] is None:
+        return None
+    one = "vit" if r["latency"] < 1 else "cnn"
+    bulk = "vit" if r["infer_tp"] > 1 else "cnn"
+    return one if one == bulk else "depends"
+
+
+def speed_margin(f: RunFacts) -> int:
+    """Epochs to 95% closer than this are the same speed: an epoch or two (under 10% of the
+    run) is within what another seed could change."""
+    return max(1, round(0.1 * len(lookup(f.models["cnn"], "history") or [])))
+
+
+def faster_learner(f: RunFacts) -> str | None:
+    """ "cnn" or "vit" when it reached 95% of its best more than `speed_margin` epochs sooner,
+    "same" within that, None when a history is missing."""
+    ec, ev = f.e95["cnn"][0], f.e95["vit"][0]
+    if ec is None or ev is None:
+        return None
+    return ("cnn" if ec < ev else "vit") if abs(ec - ev) > speed_margin(f) else "same"
 
 
 def speed_text(f: RunFacts) -> str:
     (ec, bc, fc), (ev, bv, fv) = f.e95["cnn"], f.e95["vit"]
-    if ec is None or ev is None:
+    faster = faster_learner(f)
+    if faster is None:
         return "The validation history is missing, so learning speed cannot be compared."
     text = (
         f"To reach 95% of its own best validation accuracy, the CNN needed {ec} epoch"
@@ -128,10 +170,8 @@ def speed_text(f: RunFacts) -> str:
         f"{show(bv, 'pct')}). After epoch 1, validation accuracy was {show(fc, 'pct')} for "
         f"the CNN and {show(fv, 'pct')} for the ViT."
     )
-    # An epoch or two (under 10% of the run) is within what another seed could change.
-    margin = max(1, round(0.1 * len(lookup(f.models["cnn"], "history") or [])))
-    if abs(ec - ev) > margin:
-        faster = "cnn" if ec < ev else "vit"
+    margin = speed_margin(f)
+    if faster != "same":
         return text + f" {cap(f.who[faster])} learned faster."
     return text + (
         f" Both learned at about the same speed (epoch counts within {margin} of each other)."
