@@ -20,12 +20,16 @@ from cnnvit.evidence.adaptation import (
     probe_gap_difference,
 )
 from cnnvit.evidence.measures import NotTested
+from cnnvit.models.adaptation import DEFAULT_RULE, MODE_TEXT, adaptation_sentence
 from cnnvit.pipeline import compare
+from cnnvit.report import build_report
 from cnnvit.runs import load_run
 from cnnvit.study.runner import study
 
 
-def test_probe_full_runs_both_modes_and_tests_the_gap_claim(tmp_path: Path) -> None:
+def test_probe_full_runs_both_modes_and_tests_the_gap_claim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cnn, vit = _folder(tmp_path, "resnet-nano", "cnn"), _folder(tmp_path, "vit-nano", "vit")
     run_dir = compare(report=False, output=str(tmp_path / "run"), dataset="digits",
                       cnn=str(cnn), vit=str(vit), image_size=16, epochs=1,
@@ -54,6 +58,12 @@ def test_probe_full_runs_both_modes_and_tests_the_gap_claim(tmp_path: Path) -> N
     assert verdict.outcome != "not tested"
     assert verdict.evidence.estimate == pytest.approx(100 * (gaps["vit"] - gaps["cnn"]))
     assert "bootstrap" in verdict.evidence.method
+    assert "training is estimated at" not in capsys.readouterr().err  # seconds, not hours
+    report = (build_report(run_dir).parent / "report.md").read_text()
+    assert adaptation_sentence("probe,full").split(", the same")[0] in report
+    assert DEFAULT_RULE in report and "| linear probe | full fine-tune |" in report
+    card = (run_dir / "vit" / "README.md").read_text()
+    assert MODE_TEXT["probe,full"] in card and "The linear probe reached" in card
 
 
 def test_the_gap_claim_is_not_tested_without_probe_full() -> None:
