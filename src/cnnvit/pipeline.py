@@ -49,6 +49,7 @@ from .runs.writer import predictions_bytes
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import Hooks, train_model
 from .training.checkpoint import remove_checkpoints
+from .training.estimate import forward_rate, long_run_line, training_seconds
 from .training.recipe import Recipe, resolve_recipe
 from .training.trackers import start_trackers, tracker_options
 from .training.tuning import TuningResult, tune_learning_rate, untuned
@@ -306,6 +307,10 @@ def _run(
         f"{splits['validation']} validation / {splits['test']} test images; "
         f"device {runtime.device}, {runtime.precision}"
     )
+    if runtime.device.type == "cpu" and built:
+        line = _long_run(config, data, built, runtime)
+        if line:
+            _say(line)
     accelerator = make_accelerator(runtime, **tracker_options(config.train.report_to, writer.path))
     start_trackers(accelerator, config, writer.path)
     try:
@@ -319,6 +324,26 @@ def _run(
             accelerator.free_memory()
     finally:
         accelerator.end_training()  # flush and close the trackers, even after a failure
+
+
+def _long_run(
+    config: CompareConfig, data: PreparedData, built: dict[str, BuiltModel], runtime: Runtime
+) -> str | None:
+    """The start's one line when training is estimated at over an hour (training/estimate.py)."""
+    t = config.train
+    estimates, probes = {}, {}
+    for model_built in built.values():
+        model, preprocess = place_model(model_built, runtime)
+        flops = count_flops(model, processor_image_size(model_built.processor))
+        images = data.tensors("train", model_built.processor)[0]
+        validation = len(data.tensors("validation", model_built.processor)[0])
+        with runtime.autocast():
+            rate = forward_rate(model, preprocess, images, flops)
+        sizes = (len(images), validation, t.epochs)
+        estimates[model_built.name] = training_seconds(flops, rate, *sizes, t.adapt)
+        probes[model_built.name] = training_seconds(flops, rate, *sizes, "probe")
+    probe_possible = all(b.pretrained for b in built.values()) and t.adapt != "probe"
+    return long_run_line(estimates, probes if probe_possible else None)
 
 
 def _train_and_evaluate(
