@@ -62,7 +62,7 @@ def cache_key(fingerprint: str, geometry: str, ids: np.ndarray) -> str:
 
 # Entries this large have their touched pages dropped from the process's mapping regularly.
 TRIM_BYTES = 32 * 2**20
-TRIM_SECONDS = 0.5
+TRIM_SECONDS = 0.25
 _trimmed: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
 _trimmer: list[threading.Thread] = []  # the running trimmer of this process, if any
 
