@@ -146,8 +146,8 @@ def test_presets_take_only_full_and_mode_lists_are_refused() -> None:
     with pytest.raises(CnnvitError, match="--adapt head is for pretrained models"):
         compare(report=False, dataset="digits", cnn="resnet-nano", vit="vit-nano",
                 image_size=16, adapt="head", max_train_samples=50)  # fmt: skip
-    with pytest.raises(CnnvitError, match="not yet supported"):
-        build_config({"adapt": "probe,full"})
+    with pytest.raises(CnnvitError, match="the one combination"):
+        build_config({"adapt": "probe,head"})
     with pytest.raises(CnnvitError, match="--adapt must be one of"):
         build_config({"adapt": "linear"})
     assert all(p.recipe.layer_decay == 1 for p in PRESETS.values())

@@ -87,3 +87,34 @@ def test_unreadable_rows_are_recorded_and_skipped(tmp_path: Path) -> None:
     assert stored[:, 0, 0, 0].tolist() == [10, 20]
     loaded, loaded_keep = cache.load(tmp_path, "k")  # type: ignore[misc]
     assert torch.equal(loaded, stored) and loaded_keep.tolist() == keep.tolist()
+
+
+def _mapped_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isalnum() and "-" in line.split(" ", 1)[0]:  # a mapping's header line
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's smaps")
+def test_touched_pages_of_a_large_entry_leave_the_resident_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setattr(cache, "TRIM_BYTES", 2**20)
+    rows = np.full((64, 3, 64, 64), 7, dtype=np.uint8)  # 768 kB per chunk, 3 MB in all
+    chunks = [(rows, np.ones(64, bool))] * 4
+    images, keep = cache.store(tmp_path, "k", 256, chunks)
+    path = (tmp_path / "k.u8").resolve()
+    assert keep.all() and int(images[200].amax()) == 7 and _mapped_kb(path) < 3 * 1024
+    for _ in range(100):  # the trimmer drops the pages within TRIM_SECONDS of their reading
+        images.amax()  # touches every page
+        time.sleep(cache.TRIM_SECONDS / 4)
+        if _mapped_kb(path) < 1024:
+            break
+    assert _mapped_kb(path) < 1024 and int(images.sum(dtype=torch.int64)) == 7 * rows.size * 4

@@ -28,6 +28,8 @@ FAMILIES = ("cnn", "vit")
 FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}
 # --adapt: how a pretrained model is adapted (presets only train in full).
 ADAPT_MODES = ("probe", "head", "full")
+# --adapt probe,full: a linear probe and a full fine-tune of each model in one run, compared.
+ADAPT_BOTH = "probe,full"
 # --lr: tuned per model ("auto"), each family's usual rate untuned ("usual"), a number for both,
 # or one number per family ("cnn=2e-3,vit=5e-4"; a study reuses its pair's tuned rates so).
 LR_WORDS = ("auto", "usual")
@@ -182,8 +184,9 @@ class TrainConfig:
         "full",
         "how a pretrained model is adapted, the same for both: probe (a linear classifier on "
         "frozen features, computed once and cached), head (the classifier and the last stage or "
-        "the last quarter of the transformer blocks) or full (every weight; the only mode for "
-        "presets)",
+        "the last quarter of the transformer blocks), full (every weight; the only mode for "
+        "presets) or probe,full (both, on the same splits and seed: full is the main result, "
+        "the probe's recorded beside it and their gaps compared)",
     )
     weight_decay: float | str = _opt(
         "auto", "AdamW weight decay: auto (0.05) or a number", auto=True
@@ -512,11 +515,11 @@ def validate(config: CompareConfig) -> None:
         )
     if t.batch_size < 1 or (t.eval_batch_size != "auto" and t.eval_batch_size < 1):
         raise CnnvitError("--batch-size and --eval-batch-size must be at least 1")
-    if t.adapt not in ADAPT_MODES:
+    if t.adapt not in (*ADAPT_MODES, ADAPT_BOTH):
         if set(t.adapt.replace(" ", "").split(",")) <= set(ADAPT_MODES):
             raise CnnvitError(
-                f"--adapt {t.adapt}: comparing several modes in one run is not yet supported; "
-                "run one mode per compare (probe, head or full)"
+                f"--adapt {t.adapt}: the one combination a run compares is {ADAPT_BOTH}; "
+                "run other modes one per compare"
             )
         raise CnnvitError(f"--adapt must be one of {', '.join(ADAPT_MODES)}, not '{t.adapt}'")
     if isinstance(t.lr, str) and t.lr not in LR_WORDS:

@@ -30,6 +30,7 @@ from accelerate.utils import broadcast_object_list
 from .analyses import probe_names, run_probes
 from .budgets import Budget, parse_budget, resolve_auto
 from .config import (
+    ADAPT_BOTH,
     FAMILIES,
     CompareConfig,
     auto_patch_size,
@@ -41,6 +42,7 @@ from .config import (
 from .data import PreparedData, prepare_data
 from .errors import CnnvitError, first_line
 from .evaluation import classification_metrics, inference_cost, paired_comparison, predict
+from .evidence.adaptation import gap_difference_counts
 from .measure import environment
 from .models import BuiltModel, build_model, count_flops, processor_image_size
 from .models.adaptation import Identity, LinearProbe, classifier_linear, freeze_for
@@ -51,7 +53,10 @@ from .models.presets import PROBE_RECIPE
 from .pretraining import record
 from .report import build_report
 from .runs import RunWriter, create_run_dir, load_run
+from .runs.files import write_atomic
+from .runs.loader import PROBE_PREDICTIONS, read_predictions
 from .runs.lock import RunLock
+from .runs.writer import predictions_bytes
 from .runtime import Runtime, make_accelerator, place_model, resolve_runtime
 from .training import Hooks, train_model
 from .training.budget import (
@@ -62,6 +67,7 @@ from .training.budget import (
 )
 from .training.checkpoint import remove_checkpoints
 from .training.convergence import convergence_record
+from .training.estimate import forward_rate, long_run_line, training_seconds
 from .training.recipe import Recipe, resolve_recipe
 from .training.trackers import start_trackers, tracker_options
 from .training.tuning import TuningResult, tune_learning_rate, untuned
@@ -327,9 +333,16 @@ def _comparison(run_dir: Path) -> dict[str, Any]:
     cnn, vit = run.models["cnn"].predictions(), run.models["vit"].predictions()
     if not (np.array_equal(cnn.ids, vit.ids) and np.array_equal(cnn.labels, vit.labels)):
         raise CnnvitError("the two models' test splits differ (unreadable images?): cannot compare")
-    return paired_comparison(
+    comparison = paired_comparison(
         torch.from_numpy(cnn.logits), torch.from_numpy(vit.logits), torch.from_numpy(cnn.labels)
     )
+    probes = [run.models[f].probe_predictions() for f in FAMILIES]
+    if all(p is not None for p in probes):  # --adapt probe,full: the paired gaps of the claim
+        cnn_probe, vit_probe = probes
+        counts = gap_difference_counts(cnn.correct, cnn_probe.correct, vit.correct,
+                                       vit_probe.correct)  # fmt: skip
+        comparison["probe_full"] = {"gap_difference_counts": counts, "images": len(cnn.labels)}
+    return comparison
 
 
 def _run(
@@ -345,6 +358,10 @@ def _run(
         f"{splits['validation']} validation / {splits['test']} test images; "
         f"device {runtime.device}, {runtime.precision}"
     )
+    if runtime.device.type == "cpu" and built:
+        line = _long_run(config, data, built, runtime)
+        if line:
+            _say(line)
     accelerator = make_accelerator(runtime, **tracker_options(config.train.report_to, writer.path))
     start_trackers(accelerator, config, writer.path)
     try:
@@ -358,6 +375,26 @@ def _run(
             accelerator.free_memory()
     finally:
         accelerator.end_training()  # flush and close the trackers, even after a failure
+
+
+def _long_run(
+    config: CompareConfig, data: PreparedData, built: dict[str, BuiltModel], runtime: Runtime
+) -> str | None:
+    """The start's one line when training is estimated at over an hour (training/estimate.py)."""
+    t = config.train
+    estimates, probes = {}, {}
+    for model_built in built.values():
+        model, preprocess = place_model(model_built, runtime)
+        flops = count_flops(model, processor_image_size(model_built.processor))
+        images = data.tensors("train", model_built.processor)[0]
+        validation = len(data.tensors("validation", model_built.processor)[0])
+        with runtime.autocast():
+            rate = forward_rate(model, preprocess, images, flops)
+        sizes = (len(images), validation, t.epochs)
+        estimates[model_built.name] = training_seconds(flops, rate, *sizes, t.adapt)
+        probes[model_built.name] = training_seconds(flops, rate, *sizes, "probe")
+    probe_possible = all(b.pretrained for b in built.values()) and t.adapt != "probe"
+    return long_run_line(estimates, probes if probe_possible else None)
 
 
 def _train_and_evaluate(
@@ -380,39 +417,30 @@ def _train_and_evaluate(
     test_ids = data.example_ids("test", built.processor)
 
     # --adapt: what trains. A probe trains a copy of the classifier on frozen features, cached.
+    # probe,full first trains and tests the probe at the pretrained weights, then fine-tunes in
+    # full: the full fine-tune is the model's result, the probe's is recorded beside it.
+    mode = config.train.adapt
+    probe_beside: tuple[dict[str, Any], np.ndarray] | None = None
+    if mode == ADAPT_BOTH:
+        splits = {"train": train, "validation": validation, "test": (test_images, test_labels)}
+        probe_beside = _probe_beside(built, model, preprocess, splits, config, accelerator,
+                                     runtime, writer, data.class_names)  # fmt: skip
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, adapt="full"))
     adapt = config.train.adapt
     trainable = freeze_for(model, adapt)
     eval_batch = resolve_recipe(config.train, built.recipe, len(train[1]), image_size)
     eval_batch_size = eval_batch.eval_batch_size
     fit_model, fit_preprocess, fit_train, fit_validation = model, preprocess, train, validation
-    adaptation: dict[str, Any] = {"mode": adapt, "trainable_params": trainable}
+    adaptation: dict[str, Any] = {"mode": mode, "trainable_params": trainable}
+    if probe_beside is not None:
+        adaptation["probe"] = probe_beside[0]
     if adapt == "probe":
-        identity = model_identity(built.name, model)
-        started = time.perf_counter()
-        hits = []
-        for split, (images, labels) in (("train", train), ("validation", validation)):
-            key = feature_key(identity, built.processor, runtime.precision, images)
-            features, hit = cached_features(
-                key,
-                lambda images=images: extract_features(
-                    model, preprocess, images, eval_batch_size, runtime.autocast
-                ),
-            )
-            hits.append(hit)
-            if split == "train":
-                fit_train = (features, labels)
-            else:
-                fit_validation = (features, labels)
-        adaptation.update(
-            feature_seconds=time.perf_counter() - started,
-            features_cached=all(hits),
-            feature_dim=int(fit_train[0].shape[1]),
-        )
-        _say(
-            f"[{built.name}] probe features {tuple(fit_train[0].shape)}: "
-            f"{'read from the cache' if all(hits) else 'computed'} in "
-            f"{adaptation['feature_seconds']:.1f} s"
-        )
+        features, info = _probe_features(
+            built, model, preprocess, {"train": train, "validation": validation},
+            eval_batch_size, runtime,
+        )  # fmt: skip
+        fit_train, fit_validation = features["train"], features["validation"]
+        adaptation.update(info)
         fit_model = LinearProbe(classifier_linear(model)).to(runtime.device)
         fit_preprocess = Identity(runtime.device)
     writer.update_model(family, adaptation=adaptation)
@@ -485,7 +513,7 @@ def _train_and_evaluate(
         ),
         "training": {
             **training_record(result.recipe, runtime, family, preprocess.channels_last),
-            "adapt": adapt,
+            "adapt": adapt,  # what this result trained; adaptation.mode what the run asked
             "trainable_params": trainable,
         },
         "test": test,
@@ -500,6 +528,10 @@ def _train_and_evaluate(
     def save(folder: Path) -> None:
         plain.save_pretrained(folder)
         built.processor.save_pretrained(folder)
+        if probe_beside is not None:  # the probe's test predictions, for the paired claim
+            write_atomic(folder / PROBE_PREDICTIONS,
+                         predictions_bytes(probe_beside[1], test_labels.numpy(),
+                                           np.asarray(test_ids)))  # fmt: skip
         write_model_card(folder, {**writer.model(family), **results, "dataset": data.summary(),
                                   "environment": {"device": str(runtime.device)},
                                   "report": "../report.html"})  # fmt: skip
@@ -508,6 +540,114 @@ def _train_and_evaluate(
         family, results, save, logits.numpy(), test_labels.numpy(), np.asarray(test_ids)
     )
     remove_checkpoints(checkpoints)  # the model is saved for good
+    _probe_file(writer, family).unlink(missing_ok=True)  # probe,full: saved with the model
+
+
+def _probe_features(
+    built: BuiltModel,
+    model: torch.nn.Module,
+    preprocess: Any,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    runtime: Runtime,
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, Any]]:
+    """Frozen features of each split (cached per model, processor, precision and split) with
+    their labels, and what run.json records about them."""
+    identity = model_identity(built.name, model)
+    started = time.perf_counter()
+    hits, out = [], {}
+    for split, (images, labels) in splits.items():
+        key = feature_key(identity, built.processor, runtime.precision, images)
+        features, hit = cached_features(
+            key,
+            lambda images=images: extract_features(
+                model, preprocess, images, batch_size, runtime.autocast
+            ),
+        )
+        hits.append(hit)
+        out[split] = (features, labels)
+    info = {
+        "feature_seconds": time.perf_counter() - started,
+        "features_cached": all(hits),
+        "feature_dim": int(out["train"][0].shape[1]),
+    }
+    _say(
+        f"[{built.name}] probe features {tuple(out['train'][0].shape)}: "
+        f"{'read from the cache' if all(hits) else 'computed'} in {info['feature_seconds']:.1f} s"
+    )
+    return out, info
+
+
+def _probe_file(writer: RunWriter, family: str) -> Path:
+    """Where probe,full keeps a probe's test logits until its model is saved."""
+    return writer.path / ".checkpoints" / f"{family}-{PROBE_PREDICTIONS}"
+
+
+def _probe_beside(
+    built: BuiltModel,
+    model: torch.nn.Module,
+    preprocess: Any,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    config: CompareConfig,
+    accelerator: Any,
+    runtime: Runtime,
+    writer: RunWriter,
+    class_names: list[str],
+) -> tuple[dict[str, Any], np.ndarray]:
+    """--adapt probe,full: a linear probe on `model`'s pretrained features, tuned, trained and
+    tested as `--adapt probe` would, before the full fine-tune changes the weights; returns
+    its run.json record and its test logits (kept with the checkpoints until the model is
+    saved, so a resumed run does not train the probe again)."""
+    family = built.family
+    saved = _probe_file(writer, family)
+    earlier = (writer.model(family).get("adaptation") or {}).get("probe")
+    if earlier and saved.is_file():
+        return earlier, read_predictions(saved).logits
+    started = time.perf_counter()
+    train_config = dataclasses.replace(config.train, adapt="probe")
+    trainable = freeze_for(model, "probe")
+    n_train = len(splits["train"][1])
+    image_size = processor_image_size(built.processor)
+    recipe = resolve_recipe(train_config, PROBE_RECIPE, n_train, image_size)
+    features, info = _probe_features(built, model, preprocess, splits, recipe.eval_batch_size,
+                                     runtime)  # fmt: skip
+    initial = LinearProbe(classifier_linear(model))
+    identity = Identity(runtime.device)
+    name = f"{built.name} probe"
+    if config.train.lr == "auto":
+        tuning = tune_learning_rate(
+            lambda: (copy.deepcopy(initial).to(runtime.device), identity), features["train"],
+            features["validation"], recipe, PROBE_RECIPE.lr_grid, accelerator, runtime,
+            Hooks(name=name, log=_say), max_share=PROBE_RECIPE.max_trial_share,
+        )  # fmt: skip
+    else:
+        tuning = untuned(config.train.lr, recipe)
+    recipe = dataclasses.replace(recipe, lr=tuning.chosen_lr)
+    result = train_model(initial.to(runtime.device), identity, features["train"],
+                         features["validation"], recipe, accelerator, runtime,
+                         Hooks(name=name, log=_say))  # fmt: skip
+    test_features, test_labels = features["test"]
+    logits, loss = predict(result.model, identity, test_features, test_labels,
+                           recipe.eval_batch_size, accelerator)  # fmt: skip
+    test = classification_metrics(logits, test_labels, class_names, loss)
+    record = {
+        "test_accuracy": test["accuracy"],
+        "test_macro_f1": test.get("macro_f1"),
+        "trainable_params": trainable,
+        "lr": recipe.lr,
+        "epochs": recipe.epochs,
+        "best_epoch": result.best_epoch,
+        "tuning": tuning.to_dict(),
+        **info,
+        "train_seconds": result.train_seconds,
+        "seconds": time.perf_counter() - started,  # features, tuning, training and test
+    }
+    _say(f"[{name}] test accuracy {test['accuracy']:.4f} ({record['seconds']:.1f} s)")
+    ids = np.arange(len(test_labels))  # the file only carries logits for resuming
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(saved, predictions_bytes(logits.numpy(), test_labels.numpy(), ids))
+    writer.update_model(family, adaptation={"mode": config.train.adapt, "probe": record})
+    return record, logits.numpy()
 
 
 def training_record(recipe: Recipe, runtime: Runtime, family: str, channels_last: bool) -> dict:

@@ -11,16 +11,26 @@ two processes racing to fill the same entry both leave a correct one.
 
 `tensors` then hand out `torch.from_numpy` views of a copy-on-write `np.memmap`: pages are read
 from disk as batches index them and stay reclaimable page cache, never process-owned memory, so
-a process's private memory no longer grows with the dataset. The cache lives in `$CNNVIT_CACHE`
-(default `~/.cache/cnnvit`); `CNNVIT_CACHE=off` decodes into memory as before.
+a process's private memory no longer grows with the dataset. Pages a process has touched still
+count in its resident set (RSS) while they stay mapped, so for an entry of TRIM_BYTES or more a
+daemon thread drops them from the mapping every TRIM_SECONDS (`madvise(MADV_DONTNEED)`: the
+page cache keeps them, and the next read maps them again): RSS then stays flat as the data
+grows. The tensors are read-only by contract: a page written in place would be dropped too.
+Writing an entry goes through plain file writes, so the decode does not map it either. The
+cache lives in `$CNNVIT_CACHE` (default `~/.cache/cnnvit`); `CNNVIT_CACHE=off` decodes into
+memory as before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
+import threading
+import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -50,9 +60,45 @@ def cache_key(fingerprint: str, geometry: str, ids: np.ndarray) -> str:
     return digest.hexdigest()[:32]
 
 
+# Entries this large have their touched pages dropped from the process's mapping regularly.
+TRIM_BYTES = 32 * 2**20
+TRIM_SECONDS = 0.25
+_trimmed: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
+_trimmer: list[threading.Thread] = []  # the running trimmer of this process, if any
+
+
+def _trim_forever() -> None:
+    while True:
+        time.sleep(TRIM_SECONDS)
+        for mapping in list(_trimmed):
+            try:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            except (ValueError, OSError):  # closed meanwhile
+                _trimmed.discard(mapping)
+
+
+def _trim(array: np.memmap) -> None:
+    """Have the trimmer thread drop `array`'s touched pages from this process, regularly."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return  # an empty array, or a system without madvise: nothing to trim
+    _trimmed.add(mapping)
+    if not _trimmer:
+        thread = threading.Thread(target=_trim_forever, name="cnnvit-cache-trim", daemon=True)
+        thread.start()
+        _trimmer.append(thread)
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has no trimmer thread: it starts its own
+    os.register_at_fork(after_in_child=_trimmer.clear)
+
+
 def _as_tensor(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     # Copy-on-write: writable for torch (no warning), the file is never changed.
-    return torch.from_numpy(np.memmap(path, dtype=np.uint8, mode="c", shape=shape))
+    array = np.memmap(path, dtype=np.uint8, mode="c", shape=shape)
+    if array.nbytes >= TRIM_BYTES:
+        _trim(array)
+    return torch.from_numpy(array)
 
 
 def load(root: Path, key: str) -> tuple[torch.Tensor, np.ndarray] | None:
@@ -90,32 +136,30 @@ def store(
             f"cannot write the image cache in {root} ({err.strerror}): "
             "set CNNVIT_CACHE to a writable folder, or CNNVIT_CACHE=off"
         ) from None
-    os.close(handle)
     temp = Path(temp_name)
     keep = np.zeros(rows, dtype=bool)
-    array: np.memmap | None = None
+    geometry: tuple[int, ...] | None = None
     count = position = 0
     try:
-        for images, mask in chunks:
-            keep[position : position + len(mask)] = mask
-            position += len(mask)
-            if not len(images):
-                continue
-            if array is None:  # the first chunk tells the geometry: room for every row
-                array = np.memmap(temp, dtype=np.uint8, mode="w+", shape=(rows, *images.shape[1:]))
-            if images.shape[1:] != array.shape[1:]:
-                raise CnnvitError(
-                    f"the image processor gave images of shape {images.shape[1:]} and "
-                    f"{array.shape[1:]}: give it a fixed size"
-                )
-            array[count : count + len(images)] = images
-            count += len(images)
-        if array is None:
+        # Plain appends, not a writable memmap: the written pages never enter this process's
+        # resident set, so the decode's memory is one chunk whatever `rows` is.
+        with os.fdopen(handle, "wb") as out:
+            for images, mask in chunks:
+                keep[position : position + len(mask)] = mask
+                position += len(mask)
+                if not len(images):
+                    continue
+                geometry = geometry or tuple(images.shape[1:])  # the first chunk tells it
+                if tuple(images.shape[1:]) != geometry:
+                    raise CnnvitError(
+                        f"the image processor gave images of shape {images.shape[1:]} and "
+                        f"{geometry}: give it a fixed size"
+                    )
+                out.write(np.ascontiguousarray(images, dtype=np.uint8).data)
+                count += len(images)
+        if geometry is None:
             raise CnnvitError("none of the images could be read: check that the files are images")
-        shape = (count, *array.shape[1:])
-        array.flush()
-        del array
-        os.truncate(temp, int(np.prod(shape)))  # unreadable rows took no room
+        shape = (count, *geometry)
         data = root / f"{key}.u8"
         os.replace(temp, data)
     except OSError as err:

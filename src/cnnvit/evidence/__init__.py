@@ -9,6 +9,7 @@ one way a verdict is said, its sentence written by `explain`).
 adds `fraction_table` and `crossing` for its curves.
 """
 
+from . import adaptation  # noqa: F401  (registers the --adapt probe,full claim)
 from .cells import CellRecord, cell_from_run
 from .claims import CLAIMS, Claim, claim_by_id, register_claim
 from .curves import FractionRow, crossing, fraction_table

@@ -59,6 +59,9 @@ class CellRecord:
     # Each model's validation accuracy after each epoch against the training FLOPs spent by
     # then (compute_curve): the accuracy-against-compute curve.
     compute: Mapping[str, Sequence[tuple[float, float]]] = field(default_factory=dict)
+    # --adapt probe,full: test images by their ViT-minus-CNN difference of probe-to-full gaps
+    # (keys "-2" to "2"; evidence/adaptation.py), or None for a run of one mode.
+    probe_gaps: Mapping[str, int] | None = None
 
     def paired_for(self, metric: str) -> Mapping[str, int] | None:
         """Paired counts behind an accuracy metric, or None when the cell has none for it."""
@@ -162,6 +165,16 @@ def model_repeats(results: Mapping[str, Any]) -> dict[str, list[float]]:
     return {k: v for k, v in values.items() if len(v) >= MIN_REPEATS}
 
 
+def probe_gap(results: Mapping[str, Any]) -> float | None:
+    """Full fine-tune minus linear probe test accuracy (a fraction) under --adapt probe,full."""
+    probe = (results.get("adaptation") or {}).get("probe") or {}
+    full, linear = (
+        _number((results.get("test") or {}).get("accuracy")),
+        _number(probe.get("test_accuracy")),
+    )
+    return None if full is None or linear is None else full - linear
+
+
 def host_of(run: Any) -> str:
     """Where a run timed its models: CPU or device, precision and threads."""
     env = getattr(run, "environment", None) or {}
@@ -233,6 +246,10 @@ def cell_from_run(
     metrics = {
         f: model_metrics(models[f].results, n_train) if f in models else {} for f in FAMILIES
     }
+    for family in FAMILIES:
+        gap = probe_gap(models[family].results) if family in models else None
+        if gap is not None:
+            metrics[family]["probe_gap"] = gap
     for metric, by_family in (probe_metrics or {}).items():
         for family in FAMILIES:
             value = _number(by_family.get(family))
@@ -266,4 +283,5 @@ def cell_from_run(
             for f in FAMILIES
             if f in models and isinstance(models[f].results.get("convergence"), dict)
         },
+        probe_gaps=((run.comparison or {}).get("probe_full") or {}).get("gap_difference_counts"),
     )

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,29 @@ from ..errors import CnnvitError
 
 MODES = ("probe", "head", "full")
 VIT_HEAD_SHARE = 0.25  # head tuning trains this share of a transformer's blocks (at least one)
+
+# How reports and model cards name each --adapt mode, and the rule for the default.
+MODE_TEXT = {
+    "full": "full fine-tuning (every weight trains)",
+    "head": "head tuning (the classifier and the last stage or quarter of the blocks)",
+    "probe": "a linear probe (the classifier alone, on frozen features)",
+    "probe,full": (
+        "a linear probe and full fine-tuning of each model on the same splits and seed, the "
+        "full fine-tune the main result and the probe recorded beside it"
+    ),
+}
+DEFAULT_RULE = (
+    "The default is --adapt full for every model (presets train only in full); a run whose "
+    "training is estimated at over an hour says so at the start and suggests --adapt probe."
+)
+
+
+def adaptation_sentence(mode: str, trainable: Mapping[str, Any] | None = None) -> str:
+    """One sentence naming the --adapt mode used and, when given, each model's trainable
+    parameter count ({name: count})."""
+    text = f"Adaptation: {MODE_TEXT.get(mode, mode)} (--adapt {mode}), the same for both models"
+    counts = [f"{name} {int(n):,}" for name, n in (trainable or {}).items() if n is not None]
+    return text + (f"; trainable parameters: {', '.join(counts)}." if counts else ".")
 
 
 def classifier_linear(model: torch.nn.Module) -> torch.nn.Linear:

@@ -17,6 +17,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..formatting import metric_value, num, show
+from .adaptation import DEFAULT_RULE, adaptation_sentence
 
 FAMILY_NAMES = {"cnn": "convolutional network (CNN)", "vit": "Vision Transformer (ViT)"}
 
@@ -152,6 +153,15 @@ def card_text(info: Mapping[str, Any]) -> str:
     recipe = _rows(training, _RECIPE)
     if training.get("best_epoch") is not None:
         recipe.append(f"| weights kept from epoch | {training['best_epoch']} (best validation) |")
+    adaptation = info.get("adaptation") or {}
+    mode = adaptation.get("mode") or training.get("adapt") or "full"
+    adapt = f"{adaptation_sentence(mode)} {DEFAULT_RULE}"
+    probe = adaptation.get("probe") or {}
+    if num(probe.get("test_accuracy")) is not None:
+        adapt += (
+            f" The linear probe reached {show(probe['test_accuracy'], '.2%')} test accuracy "
+            f"({show(probe.get('seconds'), '.1f')} s); the weights here are the full fine-tune's."
+        )
     device = (info.get("environment") or {}).get("device") or training.get("device")
     report = info.get("report", "../report.html")
     return f"""
@@ -168,6 +178,8 @@ the other family, with the same recipe on the same splits; the run's report,
   in training and model selection
 
 ## Training recipe
+
+{adapt}
 
 {_table(recipe)}
 

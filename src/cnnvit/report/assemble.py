@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..evidence import VERDICT_COLUMNS, verdict_row, verdict_sentence
+from ..models.adaptation import DEFAULT_RULE, adaptation_sentence
 from ..runs import load_run
 from .budget import budget_blocks
 from .facts import ROLE, SIDES, RunFacts, facts_from_run, lookup, num, ratio, show, times
@@ -203,6 +204,29 @@ def _regularised_from(f: RunFacts) -> str:
     return "; ".join(f"{ROLE[k]}: {v}" for k, v in said.items())
 
 
+def _adaptation(f: RunFacts) -> list[Block]:
+    """The --adapt mode, each model's trainable parameters and the default's rule; under
+    probe,full, the probe beside the full fine-tune for each model."""
+    mode = str(f.config.train.adapt)
+    trainable = {ROLE[k]: lookup(m, "training.trainable_params") for k, m in f.models.items()}
+    blocks: list[Block] = [("p", f"{adaptation_sentence(mode, trainable)} {DEFAULT_RULE}")]
+    rows = []
+    for k, m in f.models.items():
+        probe = lookup(m, "adaptation.probe") or {}
+        full, linear = num(lookup(m, "test.accuracy")), num(probe.get("test_accuracy"))
+        if full is None or linear is None:
+            continue
+        rows.append([ROLE[k], m.get("name", "n/a"), show(linear, ".2%"), show(full, ".2%"),
+                     show(100 * (full - linear), "+.1f"), show(probe.get("seconds"), ".1f"),
+                     show(lookup(m, "efficiency.train_seconds"), ".1f")])  # fmt: skip
+    if rows:
+        blocks.append(
+            ("table", ["", "model", "linear probe", "full fine-tune", "gap (points)",
+                       "probe time (s)", "full training (s)"], rows, "llrrrrr")
+        )  # fmt: skip
+    return blocks
+
+
 def _tuning(f: RunFacts) -> list[Block]:
     """How each model's learning rate was chosen: every trial, the choice and its reason."""
     said, rows, spent = [], [], {}
@@ -325,6 +349,7 @@ def _setup(f: RunFacts) -> list[Block]:
             f"{splits['test']} test images.",
         ),
         ("p", same),
+        *_adaptation(f),
         *([("p", pairing)] if pairing else []),
         *_tuning(f),
         *budget_blocks(f),

@@ -21,6 +21,9 @@ from ..errors import CnnvitError, first_line
 from .files import read_json, read_record
 from .writer import MODEL_STATUSES, RUN_STATUSES, SCHEMA_VERSION
 
+# --adapt probe,full: the linear probe's test predictions, beside the full fine-tune's.
+PROBE_PREDICTIONS = "probe_predictions.npz"
+
 if TYPE_CHECKING:
     from ..data import PreparedData
     from ..runtime import Runtime
@@ -109,6 +112,11 @@ class ModelRecord:
     def predictions(self) -> Predictions:
         """The test predictions (checked when the run was loaded)."""
         return self._predictions
+
+    def probe_predictions(self) -> Predictions | None:
+        """Under --adapt probe,full, the linear probe's test predictions (None otherwise)."""
+        path = self.path / PROBE_PREDICTIONS
+        return read_predictions(path) if path.is_file() else None
 
     def load(self, device: str = "cpu", attention: str | None = None) -> tuple[Any, Any]:
         """The saved model (eval mode, on `device`) and its image processor."""

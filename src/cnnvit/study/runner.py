@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
+    ADAPT_BOTH,
     FAMILIES,
     StudyConfig,
     build_config,
@@ -304,6 +305,11 @@ class _Progress:
 
 def run_study(config: StudyConfig) -> Path:
     """Train every cell of the study that is not complete; returns the study directory."""
+    if config.compare.train.adapt == ADAPT_BOTH:  # before anything is created
+        raise CnnvitError(
+            f"--adapt {ADAPT_BOTH} is not supported in study yet: give the study one mode "
+            "(probe, head or full), or compare both modes with `cnnvit compare`"
+        )
     # An unknown name or a bad resource count creates nothing.
     executor = make_executor(config.executor, config.cell_cpus, config.cell_gpus)
     existed = bool(config.output) and Path(config.output).expanduser().exists()
