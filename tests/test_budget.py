@@ -198,6 +198,21 @@ def test_an_until_converged_run_stops_after_its_cool_down_and_records_it() -> No
     assert record["cool_down_epochs"] == epochs - result.cool_down_from
 
 
+def test_an_until_converged_budget_is_named_by_the_epochs_the_models_took() -> None:
+    from cnnvit.evidence.budgets import budget_text
+
+    def cell(epochs: int, took: dict[str, tuple[int, int]]) -> CellRecord:
+        records = {f: {"converged": True, "epochs": a, "cool_down_from": a, "cool_down_epochs": b}
+                   for f, (a, b) in took.items()}  # fmt: skip
+        return CellRecord(pair="p", fraction=1.0, n_train=10, seed=0, pretrained=False,
+                          metrics={}, epochs=epochs, convergence=records)  # fmt: skip
+
+    cells = [cell(60, {"cnn": (5, 1), "vit": (20, 4)}), cell(100, {"cnn": (9, 2), "vit": (30, 6)})]
+    assert budget_text(cells) == "convergence (6 to 36 epochs per model, cap 60/100)"
+    assert budget_text([CellRecord(pair="p", fraction=1.0, n_train=10, seed=0, pretrained=False,
+                                   metrics={}, epochs=6)]) == "6 epochs per model"  # fmt: skip
+
+
 def test_until_converged_needs_an_epoch_budget_and_a_study_raises_its_cap() -> None:
     with pytest.raises(CnnvitError, match="--until-converged .* does not combine"):
         build_config({"until_converged": True, "budget": "flops:1e12"})

@@ -31,6 +31,15 @@ def budget_text(cells: Sequence[CellRecord]) -> str:
     epochs = sorted({c.epochs for c in cells if c.epochs})
     if not epochs:
         return "the recorded budget"
+    trained = [  # --until-converged: the epochs each model took, up to the cap (`epochs`)
+        int(r.get("epochs", 0)) + int(r.get("cool_down_epochs", 0))
+        for c in cells
+        for r in c.convergence.values()
+        if r.get("cool_down_from")
+    ]
+    if trained:
+        caps = "/".join(map(str, epochs))
+        return f"convergence ({min(trained)} to {max(trained)} epochs per model, cap {caps})"
     return "/".join(map(str, epochs)) + " epochs per model"
 
 
