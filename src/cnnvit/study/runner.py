@@ -332,6 +332,59 @@ def _remove_if_only_lock(study_dir: Path) -> None:
     study_dir.rmdir()
 
 
+class _CellScan:
+    """Which cells are left and what each trains with. Under --lr auto each pair's tuning cell
+    (`tuners`) runs first and chooses both families' rates on validation; the pair's other
+    cells then train at those rates (`--lr cnn=..,vit=..`, kept in `rates`)."""
+
+    def __init__(
+        self, config: StudyConfig, record: StudyRecord, study_dir: Path, tuners: dict[str, Cell]
+    ) -> None:
+        self.config, self.record, self.study_dir, self.tuners = config, record, study_dir, tuners
+        self.cells_dir, self.logs_dir = study_dir / "cells", study_dir / "logs"
+        self.rates: dict[str, str] = {}
+
+    def settings(self, cell: Cell) -> dict[str, Any]:
+        """What the cell changes from the study's recipe, its pair's tuned rates included."""
+        reused = cell.pair.name in self.rates and self.tuners[cell.pair.name] is not cell
+        return {**cell.settings(), **({"lr": self.rates[cell.pair.name]} if reused else {})}
+
+    def tuned(self, cell: Cell, run: Any) -> None:
+        """Take a finished tuning cell's rates for its pair (other cells: nothing)."""
+        if self.tuners.get(cell.pair.name) is cell:
+            self.rates[cell.pair.name] = tuned_rates(run)
+            self.record.tuned(cell, self.rates[cell.pair.name])
+
+    def pending(self, batch: list[Cell]) -> list[Cell]:
+        """The cells of `batch` left to train; a complete one is recorded, an unusable folder
+        set aside; a finished tuning cell gives its pair's rates."""
+        todo = []
+        for cell in batch:
+            cell_dir = self.cells_dir / cell.id
+            run, why = (_finished_run(self.config, self.settings(cell), cell_dir)
+                        if cell_dir.exists() else (None, ""))  # fmt: skip
+            if run is not None:
+                self.record.cell_state(cell, status="complete",
+                                       n_train=run.dataset["splits"]["train"])  # fmt: skip
+                self.tuned(cell, run)
+                continue
+            if cell_dir.exists():
+                aside = _set_aside(self.cells_dir, cell)
+                _say(f"cnnvit: cell {cell.id} was not complete ({why}); moved it to {aside}")
+                self.record.entry(cell)["set_aside"].append(str(aside.relative_to(self.study_dir)))
+            todo.append(cell)
+        return todo
+
+    def jobs(self, batch: list[Cell]) -> list[CellJob]:
+        """The cells of `batch` as picklable jobs for the executor."""
+        return [
+            CellJob(cell.id, self.config.compare.to_dict(), self.settings(cell),
+                    str((self.cells_dir / cell.id).resolve()),
+                    str((self.logs_dir / f"{cell.id}.log").resolve()), os.getcwd())
+            for cell in batch
+        ]  # fmt: skip
+
+
 def _run_locked(
     config: StudyConfig,
     study_dir: Path,
@@ -352,39 +405,10 @@ def _run_locked(
         cells_dir, logs_dir = study_dir / "cells", study_dir / "logs"
         cells_dir.mkdir(exist_ok=True)
         logs_dir.mkdir(exist_ok=True)
-        # Under --lr auto each pair's tuning cell runs first and chooses both families' rates on
-        # validation; the pair's other cells then train at those rates (--lr cnn=..,vit=..).
-        tuners = tuning_cells(config, cells)
-        rates: dict[str, str] = {}
-
-        def settings(cell: Cell) -> dict[str, Any]:
-            reused = cell.pair.name in rates and tuners[cell.pair.name] is not cell
-            return {**cell.settings(), **({"lr": rates[cell.pair.name]} if reused else {})}
-
-        def pending(batch: list[Cell]) -> list[Cell]:
-            """The cells of `batch` left to train; a complete one is recorded, an unusable
-            folder set aside; a finished tuning cell gives its pair's rates."""
-            todo = []
-            for cell in batch:
-                cell_dir = cells_dir / cell.id
-                run, why = (_finished_run(config, settings(cell), cell_dir)
-                            if cell_dir.exists() else (None, ""))  # fmt: skip
-                if run is not None:
-                    record.cell_state(cell, status="complete",
-                                      n_train=run.dataset["splits"]["train"])  # fmt: skip
-                    if tuners.get(cell.pair.name) is cell:
-                        rates[cell.pair.name] = tuned_rates(run)
-                        record.tuned(cell, rates[cell.pair.name])
-                    continue
-                if cell_dir.exists():
-                    aside = _set_aside(cells_dir, cell)
-                    _say(f"cnnvit: cell {cell.id} was not complete ({why}); moved it to {aside}")
-                    record.entry(cell)["set_aside"].append(str(aside.relative_to(study_dir)))
-                todo.append(cell)
-            return todo
-
+        scan = _CellScan(config, record, study_dir, tuning_cells(config, cells))
+        tuners, pending = scan.tuners, scan.pending
         first = pending(list(tuners.values()))
-        waiting = [c for c in cells if c.pair.name in tuners and c.pair.name not in rates
+        waiting = [c for c in cells if c.pair.name in tuners and c.pair.name not in scan.rates
                    and tuners[c.pair.name] is not c]  # fmt: skip
         rest = pending([c for c in cells if c not in tuners.values() and c not in waiting])
         done = len(cells) - len(first) - len(rest) - len(waiting)
@@ -400,14 +424,6 @@ def _run_locked(
         # one; in_flight holds the cells handed out and not yet finished.
         by_id = {cell.id: cell for cell in cells}
         in_flight: dict[str, Cell] = {}
-
-        def jobs(batch: list[Cell]) -> list[CellJob]:
-            return [
-                CellJob(cell.id, config.compare.to_dict(), settings(cell),
-                        str((cells_dir / cell.id).resolve()),
-                        str((logs_dir / f"{cell.id}.log").resolve()), os.getcwd())
-                for cell in batch
-            ]  # fmt: skip
 
         def started(cell_id: str) -> None:
             cell = in_flight[cell_id] = by_id[cell_id]
@@ -425,9 +441,7 @@ def _run_locked(
                 _say(f"cnnvit: cell {cell.id} failed: {reason} (log: {logs_dir}/{cell.id}.log)")
                 return
             run = load_run(run_dir)
-            if tuners.get(cell.pair.name) is cell:
-                rates[cell.pair.name] = tuned_rates(run)
-                record.tuned(cell, rates[cell.pair.name])
+            scan.tuned(cell, run)
             record.session["cells_trained"] += 1
             record.cell_state(cell, status="complete", wall_seconds=seconds,
                               n_train=run.dataset["splits"]["train"])  # fmt: skip
@@ -436,12 +450,12 @@ def _run_locked(
 
         total = len(first) + len(rest) + len(waiting)
         try:
-            executor.run(jobs(first), run_cell, started, finished)
+            executor.run(scan.jobs(first), run_cell, started, finished)
             later = pending(waiting)  # their pair's rates are known now
             for cell in set(waiting) - set(later):
                 bar.finish_cell(cell, f"{cell.id}: already complete at its pair's tuned rates")
             order = {cell.id: i for i, cell in enumerate(cells)}
-            executor.run(jobs(sorted(rest + later, key=lambda c: order[c.id])), run_cell,
+            executor.run(scan.jobs(sorted(rest + later, key=lambda c: order[c.id])), run_cell,
                          started, finished)  # fmt: skip
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
