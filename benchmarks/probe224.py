@@ -201,7 +201,9 @@ def part_eta(models: list) -> dict:
     # step times: the average rate since the start (smoothing=0, the loop's) and tqdm's
     # default moving average (smoothing=0.3). From the first tenth of the first epoch to 90%
     # of training: near the end the time left is seconds, and any relative error is large.
-    ema_dn, ema_dt = _Ema(0.3), _Ema(0.3)
+    from tqdm.std import EMA
+
+    ema_dn, ema_dt = EMA(0.3), EMA(0.3)  # the bar's own estimator
     estimates: dict[str, list[float]] = {"shown": [], "average": [], "moving_average": []}
     for (before, _, _, _), (t, n, total, shown) in zip(records, records[1:], strict=False):
         ema_dn(1), ema_dt(t - before)
@@ -217,20 +219,6 @@ def part_eta(models: list) -> dict:
         **{k: {"after_first_tenth": round(v[0], 3), "worst": round(max(v, key=abs), 3),
                "median": round(statistics.median(v), 3)} for k, v in estimates.items()},
     }  # fmt: skip
-
-
-class _Ema:
-    """tqdm's exponential moving average (tqdm.std.EMA), with its start-up bias correction."""
-
-    def __init__(self, smoothing: float) -> None:
-        self.alpha, self.last, self.calls = smoothing, 0.0, 0
-
-    def __call__(self, x: float | None = None) -> float:
-        beta = 1 - self.alpha
-        if x is not None:
-            self.last = self.alpha * x + beta * self.last
-            self.calls += 1
-        return self.last / (1 - beta**self.calls) if self.calls else self.last
 
 
 def rss_worker(count: int, vit: str, threads: int) -> dict:
@@ -315,7 +303,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     skip = {s for s in args.skip.split(",") if s}
     cnn, vit = build_folders(work)
-    figures: dict = {"threads": args.threads, "cpu": _cpu(), "precision": "fp32"}
+    from cnnvit.measure import cpu_name
+
+    figures: dict = {"threads": args.threads, "cpu": cpu_name(), "precision": "fp32"}
     if "compare" not in skip:
         figures["compare"] = part_compare(work, cnn, vit, args.threads, args.train_images,
                                           args.eval_images)  # fmt: skip
@@ -331,16 +321,6 @@ def main() -> None:
         figures["rss"] = part_rss(work, vit, args.threads)
         print(json.dumps({"rss": figures["rss"]}), flush=True)
     print(json.dumps(figures, indent=1))
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
