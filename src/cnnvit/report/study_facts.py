@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -168,17 +168,23 @@ def earlier_spreads(run: Run, root: Path = DEFAULT_STUDIES_ROOT) -> dict[str, Pr
         if record.get("status") != "running" and same_data and same_pair:
             found.append((str(record.get("updated", "")), record_path.parent))
     for _, path in sorted(found, reverse=True):
-        try:
-            study = load_study(path)
-            verdicts = study.verdicts
-        except CnnvitError:
-            continue
-        spreads = {
-            v.claim_id: PriorSpread(v.evidence.spread, v.evidence.n, f"the study {path}")
-            for v in verdicts
-            if v.evidence is not None and v.evidence.spread is not None
-            and v.claim is not None and v.claim.power_estimate
-        }  # fmt: skip
+        spreads = _study_spreads(str(path), (path / "study.json").stat().st_mtime_ns)
         if spreads:
-            return spreads
+            return dict(spreads)
     return {}
+
+
+@lru_cache(maxsize=32)
+def _study_spreads(path: str, _mtime_ns: int) -> dict[str, PriorSpread]:
+    """A finished study's per-claim seed spreads, judged once per version of its study.json
+    (a process that builds many run reports, such as a study, loads each study once)."""
+    try:
+        verdicts = load_study(path).verdicts
+    except CnnvitError:
+        return {}
+    return {
+        v.claim_id: PriorSpread(v.evidence.spread, v.evidence.n, f"the study {path}")
+        for v in verdicts
+        if v.evidence is not None and v.evidence.spread is not None
+        and v.claim is not None and v.claim.power_estimate
+    }  # fmt: skip
