@@ -621,7 +621,7 @@ def _probe_beside(
             Hooks(name=name, log=_say), max_share=PROBE_RECIPE.max_trial_share,
         )  # fmt: skip
     else:
-        tuning = untuned(config.train.lr, recipe)
+        tuning = untuned(family_lr(config.train.lr, family), recipe, config.train.lr)
     recipe = dataclasses.replace(recipe, lr=tuning.chosen_lr)
     result = train_model(initial.to(runtime.device), identity, features["train"],
                          features["validation"], recipe, accelerator, runtime,

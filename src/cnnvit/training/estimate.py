@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from ..budgets import FLOPS_PER_TRAINED_IMAGE  # a training step: about three forwards
+
 LONG_RUN_SECONDS = 3600.0
-TRAIN_STEP_FORWARDS = 3  # a training step costs about three forward passes (models.count_flops)
 RATE_BATCH = 8  # images in the timed forward pass
 
 
@@ -47,7 +48,7 @@ def training_seconds(
     flops_per_image: float, rate: float, train: int, validation: int, epochs: int, mode: str
 ) -> float:
     """Seconds training takes at `rate` FLOP/s under --adapt `mode` (probe,full: both)."""
-    full = flops_per_image * epochs * (TRAIN_STEP_FORWARDS * train + validation)
+    full = flops_per_image * epochs * (FLOPS_PER_TRAINED_IMAGE * train + validation)
     probe = flops_per_image * (train + validation)
     passes = {"probe": probe, "probe,full": probe + full}.get(mode, full)
     return passes / rate
